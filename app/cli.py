@@ -1,0 +1,206 @@
+"""Command line: flags -> services; progress and a summary; exit codes.
+
+Exit codes: 0 ok, 1 some items failed, 2 usage, configuration or database error.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings, SettingsError, load_settings
+from app.db import schema
+from app.db.engine import make_engine, session_factory
+from app.db.types import utcnow
+from app.logs import setup_logging
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+log = logging.getLogger("app.cli")
+
+
+class UsageError(Exception):
+    """Bad input from the user: one line on stderr, exit 2."""
+
+
+@dataclass
+class Context:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="main.py",
+        description="Face-grouping worker: finds faces in the photos registered in the "
+        "database and groups them into persons.",
+        epilog="Exit codes: 0 ok, 1 some items failed, 2 usage/configuration/database error. "
+        "Settings come from the environment and .env (see .env.example).",
+    )
+    modes = p.add_mutually_exclusive_group(required=True)
+    modes.add_argument("--test", metavar="IMAGE", type=Path,
+                       help="detect faces in one image file, no database; print them and write an annotated copy")
+    modes.add_argument("--db", action="store_true",
+                       help="detect faces in every pending media item once, then exit")
+    modes.add_argument("--watch", action="store_true",
+                       help="detect faces continuously: poll for pending media items until stopped")
+    modes.add_argument("--recognize", action="store_true",
+                       help="embed new faces, match them to known persons, cluster the rest into new persons")
+    modes.add_argument("--recluster", action="store_true",
+                       help="rebuild all automatic person assignments from scratch (named persons kept)")
+    modes.add_argument("--all", action="store_true",
+                       help="run detection then recognition once")
+    modes.add_argument("--automate", action="store_true",
+                       help="run detection + recognition on a schedule until stopped")
+    modes.add_argument("--ingest", metavar="DIR", type=Path,
+                       help="register every image file under DIR (recursively) that is not registered yet")
+    modes.add_argument("--status", action="store_true",
+                       help="print counts of media, faces and persons")
+    modes.add_argument("--migrate", action="store_true",
+                       help="bring the database schema to the latest revision")
+    p.add_argument("--database-url", metavar="URL",
+                   help="SQLAlchemy URL; overrides DATABASE_URL / SQL_CONNECTION_STRING")
+    p.add_argument("--output", metavar="PATH", type=Path,
+                   help="with --test: where to write the annotated copy")
+    return p
+
+
+def _safe_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+def _connect(settings: Settings, check_schema: bool = True) -> Context:
+    try:
+        engine = make_engine(settings.database_url)
+    except (ArgumentError, ImportError) as exc:
+        raise SettingsError(f"DATABASE_URL {_safe_url(settings.database_url)!r}: {exc}") from None
+    if check_schema:
+        schema.ensure_current(engine, settings.database_url, auto_create=settings.is_sqlite)
+    return Context(settings, engine, session_factory(engine))
+
+
+# --- modes ----------------------------------------------------------------------------
+
+def run_ingest(settings: Settings, args: argparse.Namespace) -> int:
+    from app.services.ingest import ingest_folder
+
+    folder = args.ingest.expanduser()
+    if not folder.exists():
+        raise UsageError(f"--ingest: folder does not exist: {folder}")
+    if not folder.is_dir():
+        raise UsageError(f"--ingest: not a folder: {folder}")
+    ctx = _connect(settings)
+    result = ingest_folder(ctx.sessions, folder)
+    print(
+        f"ingested {folder.resolve()}: {result.added} added, {result.skipped} skipped "
+        f"(already registered), {result.ignored} ignored (not images)"
+        + (f", {result.too_long} skipped (path too long)" if result.too_long else "")
+    )
+    return EXIT_OK
+
+
+def run_status(settings: Settings, args: argparse.Namespace) -> int:
+    from app.repositories.stats import counts
+
+    ctx = _connect(settings)
+    with ctx.sessions() as session:
+        c = counts(session, utcnow(), settings.max_attempts)
+    print(f"database: {_safe_url(settings.database_url)}")
+    rows = [
+        ("media", c.media_total),
+        ("  done", c.media_done),
+        ("  pending", c.media_pending),
+        ("  in progress", c.media_in_progress),
+        ("  failed, will retry", c.media_failed_retrying),
+        ("  failed, gave up", c.media_failed_final),
+        ("faces", c.faces_total),
+        ("  with embedding", c.faces_embedded),
+        ("  without embedding", c.faces_without_embedding),
+        ("  below quality gates", c.faces_unusable),
+        ("  assigned to a person", c.faces_assigned),
+        ("  unassigned", c.faces_unassigned),
+        ("persons", c.persons_total),
+        ("  named", c.persons_named),
+    ]
+    for label, value in rows:
+        print(f"{label:<24}{value:>10}")
+    return EXIT_OK
+
+
+def run_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    ctx = _connect(settings, check_schema=False)
+    before = schema.current_revision(ctx.engine)
+    schema.upgrade(settings.database_url)
+    after = schema.current_revision(ctx.engine)
+    if before == after:
+        print(f"schema already at the latest revision ({after})")
+    else:
+        print(f"schema upgraded from {before or 'empty'} to {after}")
+    return EXIT_OK
+
+
+def not_built(name: str) -> Callable[[Settings, argparse.Namespace], int]:
+    def run(settings: Settings, args: argparse.Namespace) -> int:
+        print(f"--{name} is not built yet", file=sys.stderr)
+        return EXIT_USAGE
+
+    return run
+
+
+MODES: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+    "ingest": run_ingest,
+    "status": run_status,
+    "migrate": run_migrate,
+    "test": not_built("test"),
+    "db": not_built("db"),
+    "watch": not_built("watch"),
+    "recognize": not_built("recognize"),
+    "recluster": not_built("recluster"),
+    "all": not_built("all"),
+    "automate": not_built("automate"),
+}
+
+
+def _mode(args: argparse.Namespace) -> str:
+    for name in MODES:
+        value = getattr(args, name)
+        if value not in (None, False):
+            return name
+    raise AssertionError("argparse guarantees one mode")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # exits 2 on bad usage
+    try:
+        settings = load_settings(database_url=args.database_url)
+    except SettingsError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    mode = _mode(args)
+    setup_logging(settings, to_files=mode not in ("status",))
+    try:
+        return MODES[mode](settings, args)
+    except (UsageError, SettingsError, schema.SchemaError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        print(
+            f"error: cannot use the database {_safe_url(settings.database_url)}: {reason}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,168 @@
+"""One typed Settings object, built once at start-up from the environment and `.env`.
+
+Every tunable is a named field with its default and the reason for it. `.env.example`
+lists the same names; `tests/unit/test_config.py` checks the two agree.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from dotenv import dotenv_values
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the CLI prints it on one line and exits 2."""
+
+
+def default_sqlite_url(data_dir: Path) -> str:
+    return f"sqlite:///{(data_dir / 'faces.db').as_posix()}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Where the four tables live. Empty means an embedded SQLite file under DATA_DIR,
+    # so a new user needs no server; PostgreSQL is the production database.
+    database_url: str
+    # Working folder for the embedded database (and anything else the worker keeps).
+    data_dir: Path = Path("data")
+    # Face thumbnails (112x112 JPEG) go here, in sub-folders derived from ids.
+    thumbnail_path: Path = Path("data/thumbnails")
+    # Log files (face_detection.log, embeddings_clustering.log).
+    log_dir: Path = Path("logs")
+    log_level: str = "INFO"
+    # Media items claimed per detection batch: one commit per batch, so a crash
+    # loses at most one batch of work (it is redone, never duplicated).
+    detect_batch_size: int = 16
+    # Faces embedded per model call; 32 keeps CPU memory small and the model busy.
+    embed_batch_size: int = 32
+    # Cosine similarity at which a new face takes the person of a known face (the
+    # original system's value).
+    match_threshold: float = 0.8
+    # How long a claimed item stays reserved for one worker; a worker that dies
+    # releases its items when this runs out. Must exceed the time of one batch.
+    lease_seconds: int = 600
+    # A failing item is retried at most this many times, then left as failed.
+    max_attempts: int = 3
+    # --watch: seconds to sleep when there is nothing to do.
+    watch_interval_seconds: float = 10.0
+    # --automate: minutes between full runs (3 in the original system).
+    automate_interval_minutes: float = 3.0
+    # Identifies this process in MediaItems.LockedBy.
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+# name in the environment -> (field name, parser)
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError("must be a positive integer") from None
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("must be a positive number") from None
+    if value <= 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _unit_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("must be a number between -1 and 1") from None
+    if not -1.0 <= value <= 1.0:
+        raise ValueError("must be a cosine similarity between -1 and 1")
+    return value
+
+
+def _log_level(text: str) -> str:
+    level = text.strip().upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+    return level
+
+
+def _nonempty(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return text.strip()
+
+
+ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "DATA_DIR": ("data_dir", Path),
+    "THUMBNAIL_SAVE_PATH": ("thumbnail_path", Path),
+    "LOG_DIR": ("log_dir", Path),
+    "LOG_LEVEL": ("log_level", _log_level),
+    "DETECT_BATCH_SIZE": ("detect_batch_size", _positive_int),
+    "EMBED_BATCH_SIZE": ("embed_batch_size", _positive_int),
+    "MATCH_THRESHOLD": ("match_threshold", _unit_float),
+    "LEASE_SECONDS": ("lease_seconds", _positive_int),
+    "MAX_ATTEMPTS": ("max_attempts", _positive_int),
+    "WATCH_INTERVAL_SECONDS": ("watch_interval_seconds", _positive_float),
+    "AUTOMATE_INTERVAL_MINUTES": ("automate_interval_minutes", _positive_float),
+    "WORKER_ID": ("worker_id", _nonempty),
+}
+URL_NAMES = ("DATABASE_URL", "SQL_CONNECTION_STRING")  # the second is the original manual's name
+
+
+def _database_url(env: Mapping[str, str], data_dir: Path) -> str:
+    for name in URL_NAMES:
+        value = (env.get(name) or "").strip()
+        if value:
+            if "://" not in value:
+                raise SettingsError(
+                    f"{name} must be a SQLAlchemy URL such as "
+                    f"postgresql+psycopg2://user@host:5432/dbname (got {value!r})"
+                )
+            return value
+    return default_sqlite_url(data_dir)
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    env_file: str | Path | None = ".env",
+    **overrides: Any,
+) -> Settings:
+    """Build Settings from `.env` (if present) overlaid by the process environment.
+
+    Raises SettingsError naming the bad variable; never a traceback for bad input.
+    """
+    env: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        env.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    env.update(os.environ if environ is None else environ)
+
+    values: dict[str, Any] = {}
+    for name, (attr, parse) in ENV_FIELDS.items():
+        raw = env.get(name)
+        if raw is None or raw == "":
+            continue
+        try:
+            values[attr] = parse(raw)
+        except (TypeError, ValueError) as exc:
+            raise SettingsError(f"{name}={raw!r}: {exc}") from None
+    data_dir = values.get("data_dir", Settings.__dataclass_fields__["data_dir"].default)
+    if "thumbnail_path" not in values and "data_dir" in values:
+        values["thumbnail_path"] = data_dir / "thumbnails"
+    values["database_url"] = _database_url(env, data_dir)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in fields(Settings)}
+    unknown = set(values) - known
+    if unknown:
+        raise SettingsError(f"unknown settings: {', '.join(sorted(unknown))}")
+    return Settings(**values)

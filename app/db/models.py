@@ -1,0 +1,144 @@
+"""ORM models of the four contract tables.
+
+Table and column names are fixed by the original system's manual (quoted CamelCase on
+PostgreSQL), because other applications read and write them. Everything the worker adds
+has a server-side default, so another application only ever has to insert a MediaFile
+row and a MediaItems row with IsFacesExtracted = false.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    false,
+    func,
+    text,
+    true,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from app.db.types import UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+}
+
+# MediaItems.Status values. IsFacesExtracted stays the contract's "done" flag.
+STATUS_PENDING = "pending"
+STATUS_PROCESSING = "processing"
+STATUS_DONE = "done"
+STATUS_FAILED = "failed"
+
+# Faces.AssignedBy values. A face with a PersonId and no AssignedBy was set by
+# another application, which the worker treats exactly like "user".
+ASSIGNED_MATCHED = "matched"
+ASSIGNED_CLUSTERED = "clustered"
+ASSIGNED_USER = "user"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column(UTCDateTime(), nullable=False, server_default=func.now())
+
+
+def _modified() -> Mapped[datetime]:
+    # onupdate covers every ORM and Core UPDATE the worker issues.
+    return mapped_column(
+        UTCDateTime(), nullable=False, server_default=func.now(), onupdate=func.now()
+    )
+
+
+class MediaFile(Base):
+    __tablename__ = "MediaFile"
+
+    Id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    FilePath: Mapped[str] = mapped_column(String(500), nullable=False, index=True)
+    FileName: Mapped[str] = mapped_column(String(255), nullable=False)
+    Extensions: Mapped[str | None] = mapped_column(String(10))
+    CreatedAt: Mapped[datetime] = _created()
+    ModifiedAt: Mapped[datetime] = _modified()
+
+
+class MediaItems(Base):
+    __tablename__ = "MediaItems"
+    __table_args__ = (
+        # The worker's polling query: pending items in id order.
+        Index("ix_MediaItems_pending", "IsFacesExtracted", "Id"),
+    )
+
+    Id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    MediaFileId: Mapped[int] = mapped_column(
+        ForeignKey("MediaFile.Id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    IsFacesExtracted: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, server_default=false(), default=False
+    )
+    FacesExtractedOn: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # What the worker needs to process safely with many workers and bad input.
+    Status: Mapped[str] = mapped_column(
+        String(16), nullable=False, server_default=text(f"'{STATUS_PENDING}'")
+    )
+    Attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    LastError: Mapped[str | None] = mapped_column(Text)
+    LockedBy: Mapped[str | None] = mapped_column(String(128))
+    LockedUntil: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    FaceCount: Mapped[int | None] = mapped_column(Integer)
+    CreatedAt: Mapped[datetime] = _created()
+    ModifiedAt: Mapped[datetime] = _modified()
+
+
+class Persons(Base):
+    __tablename__ = "Persons"
+
+    Id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    Name: Mapped[str | None] = mapped_column(String(255))
+    # True for persons the worker made by clustering. Rows another application
+    # inserts default to False: the worker never deletes or renames those.
+    IsAutomatic: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
+    CreatedAt: Mapped[datetime] = _created()
+    ModifiedAt: Mapped[datetime] = _modified()
+
+
+class Faces(Base):
+    __tablename__ = "Faces"
+
+    Id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    MediaFileId: Mapped[int] = mapped_column(
+        ForeignKey("MediaFile.Id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    PersonId: Mapped[int | None] = mapped_column(
+        ForeignKey("Persons.Id", ondelete="SET NULL"), index=True
+    )
+    # JSON text {"x":..,"y":..,"w":..,"h":..} in original image pixels.
+    BoundingBox: Mapped[str | None] = mapped_column(String(255))
+    # float32 bytes, L2-normalised; compared only with embeddings of the same model.
+    Embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    EmbeddingModel: Mapped[str | None] = mapped_column(String(64))
+    Confidence: Mapped[float | None] = mapped_column(Float)
+    # JSON text [[x,y] x5]: right eye, left eye, nose, right mouth, left mouth corner.
+    Landmarks: Mapped[str | None] = mapped_column(Text)
+    ThumbnailPath: Mapped[str | None] = mapped_column(String(500))
+    # Variance of the Laplacian of the face crop: low means blurred.
+    Blur: Mapped[float | None] = mapped_column(Float)
+    # False when the face failed a quality gate: kept for display, never clustered.
+    IsUsable: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=true())
+    AssignedBy: Mapped[str | None] = mapped_column(String(16))
+    AssignedAt: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    CreatedAt: Mapped[datetime] = _created()
+    ModifiedAt: Mapped[datetime] = _modified()

@@ -1,0 +1,48 @@
+"""Logging: the console plus one file per stage under LOG_DIR.
+
+Detection code logs under the `app.detection` logger, recognition under
+`app.recognition`; each also goes to `worker.log` with everything else.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from logging.handlers import RotatingFileHandler
+
+from app.config import Settings
+
+FORMAT = "%(asctime)s %(levelname)s [%(name)s] %(message)s"
+STAGE_FILES = {
+    "app.detection": "face_detection.log",
+    "app.recognition": "embeddings_clustering.log",
+}
+
+
+def _file_handler(settings: Settings, name: str) -> logging.Handler:
+    handler = RotatingFileHandler(
+        settings.log_dir / name, maxBytes=10_000_000, backupCount=5, encoding="utf-8"
+    )
+    handler.setFormatter(logging.Formatter(FORMAT))
+    return handler
+
+
+def setup_logging(settings: Settings, to_files: bool = True) -> None:
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(settings.log_level)
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter(FORMAT))
+    root.addHandler(console)
+    if to_files:
+        settings.log_dir.mkdir(parents=True, exist_ok=True)
+        root.addHandler(_file_handler(settings, "worker.log"))
+        for logger_name, file_name in STAGE_FILES.items():
+            stage = logging.getLogger(logger_name)
+            for handler in list(stage.handlers):
+                stage.removeHandler(handler)
+                handler.close()
+            stage.addHandler(_file_handler(settings, file_name))
+    for noisy in ("alembic.runtime.plugins", "alembic.runtime.migration", "sqlalchemy.engine"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

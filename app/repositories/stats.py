@@ -1,0 +1,84 @@
+"""Counting queries for `--status`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, case, func, select
+from sqlalchemy.orm import Session
+
+from app.db.models import (
+    STATUS_FAILED,
+    Faces,
+    MediaItems,
+    Persons,
+)
+
+
+@dataclass(frozen=True)
+class Counts:
+    media_total: int
+    media_done: int
+    media_pending: int
+    media_in_progress: int
+    media_failed_retrying: int
+    media_failed_final: int
+    faces_total: int
+    faces_embedded: int
+    faces_unusable: int
+    faces_assigned: int
+    persons_total: int
+    persons_named: int
+
+    @property
+    def faces_without_embedding(self) -> int:
+        return self.faces_total - self.faces_embedded
+
+    @property
+    def faces_unassigned(self) -> int:
+        return self.faces_total - self.faces_assigned
+
+
+def _count(expr):
+    return func.coalesce(func.sum(case((expr, 1), else_=0)), 0)
+
+
+def counts(session: Session, now: datetime, max_attempts: int) -> Counts:
+    open_ = MediaItems.IsFacesExtracted.is_(False)
+    failed = and_(open_, MediaItems.Status == STATUS_FAILED)
+    held = and_(open_, MediaItems.Status != STATUS_FAILED, MediaItems.LockedUntil > now)
+    m = session.execute(
+        select(
+            func.count(),
+            _count(MediaItems.IsFacesExtracted.is_(True)),
+            _count(and_(open_, MediaItems.Status != STATUS_FAILED)),
+            _count(held),
+            _count(and_(failed, MediaItems.Attempts < max_attempts)),
+            _count(and_(failed, MediaItems.Attempts >= max_attempts)),
+        ).select_from(MediaItems)
+    ).one()
+    f = session.execute(
+        select(
+            func.count(),
+            _count(Faces.Embedding.is_not(None)),
+            _count(Faces.IsUsable.is_(False)),
+            _count(Faces.PersonId.is_not(None)),
+        ).select_from(Faces)
+    ).one()
+    p = session.execute(
+        select(func.count(), _count(Persons.Name.is_not(None))).select_from(Persons)
+    ).one()
+    return Counts(
+        media_total=m[0],
+        media_done=m[1],
+        media_pending=m[2] - m[3],
+        media_in_progress=m[3],
+        media_failed_retrying=m[4],
+        media_failed_final=m[5],
+        faces_total=f[0],
+        faces_embedded=f[1],
+        faces_unusable=f[2],
+        faces_assigned=f[3],
+        persons_total=p[0],
+        persons_named=p[1],
+    )
