@@ -25,7 +25,10 @@ from app.db import schema
 from app.db.engine import make_engine
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = ROOT.parent / "shared" / "data" / "faces-dev"
+# The labelled dev photos live beside the checkout (../shared); FACES_DEV_DIR overrides.
+DATA_CANDIDATES = [
+    Path(p) for p in (os.environ.get("FACES_DEV_DIR"),) if p
+] + [ROOT.parent / "shared" / "data" / "faces-dev", Path("/work/shared/data/faces-dev")]
 HOW_TO = (
     "No PostgreSQL for the integration tests: set TEST_DATABASE_URL to a server URL the "
     "tests may create databases on, e.g. "
@@ -186,6 +189,10 @@ def cli(cli_factory, db_url) -> Cli:
 
 @pytest.fixture(scope="session")
 def faces_dev() -> Path:
-    if not DATA.is_dir():
-        pytest.fail(f"the dev data set is missing: {DATA}", pytrace=False)
-    return DATA
+    for path in DATA_CANDIDATES:
+        if path.is_dir():
+            return path
+    pytest.fail(
+        "the dev data set is missing; looked in " + ", ".join(map(str, DATA_CANDIDATES))
+        + " (set FACES_DEV_DIR)", pytrace=False,
+    )
