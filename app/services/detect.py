@@ -1,0 +1,210 @@
+"""Detection use case: claim pending media in batches, find faces, store them.
+
+Per batch: one short transaction claims the items (lease), the images are analysed
+with no transaction open, then one transaction stores every result, each item inside
+its own savepoint so one bad row never rolls back the others.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.db.types import utcnow
+from app.inference.detector import Detector
+from app.pipeline.analyze import AnalyzeOptions, FoundFace, analyze
+from app.pipeline.decode import DecodeError
+from app.pipeline.faces import Box
+from app.pipeline.quality import Gates
+from app.pipeline.thumbnail import stale_thumbnails, thumbnail_path, write_atomic
+from app.repositories import faces as faces_repo
+from app.repositories import media as media_repo
+from app.worker.stop import StopFlag
+
+log = logging.getLogger("app.detection")
+# A new detection this close to a face a user assigned is that same face.
+SAME_FACE_IOU = 0.5
+
+
+@dataclass
+class DetectReport:
+    images: int = 0
+    faces: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    failures: list[tuple[int, str]] = field(default_factory=list)  # (item id, reason)
+
+    def add(self, other: "DetectReport") -> None:
+        self.images += other.images
+        self.faces += other.faces
+        self.failed += other.failed
+        self.seconds += other.seconds
+        self.failures.extend(other.failures)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    item: media_repo.ClaimedItem
+    faces: list[FoundFace] | None  # None: failed
+    error: str = ""
+
+
+def analyze_options(settings: Settings) -> AnalyzeOptions:
+    return AnalyzeOptions(
+        max_pixels=settings.max_image_pixels,
+        max_side=settings.detect_max_side,
+        detect_min_score=settings.detect_min_score,
+        gates=Gates(settings.min_face_score, settings.min_face_size, settings.min_blur),
+        thumbnail_size=settings.thumbnail_size,
+        thumbnail_margin=settings.thumbnail_margin,
+    )
+
+
+def _analyze_item(item: media_repo.ClaimedItem, detector: Detector, opts: AnalyzeOptions) -> Outcome:
+    try:
+        return Outcome(item, analyze(Path(item.file_path), detector, opts))
+    except DecodeError as exc:
+        return Outcome(item, None, str(exc))
+    except MemoryError:
+        return Outcome(item, None, "out of memory while processing the image")
+    except Exception as exc:  # a model or library failure on one image must not stop the batch
+        log.exception("item %d (%s): unexpected error", item.item_id, item.file_path)
+        return Outcome(item, None, f"unexpected error: {type(exc).__name__}: {exc}")
+
+
+def _store_faces(session: Session, outcome: Outcome, thumbs_root: Path) -> int:
+    item = outcome.item
+    kept = faces_repo.user_faces_of_media(session, item.media_file_id)
+    kept_boxes = [Box.from_json(k.bounding_box) for k in kept if k.bounding_box]
+    faces_repo.delete_automatic_faces(session, item.media_file_id)
+    new = [
+        f for f in outcome.faces or []
+        if all(f.face.box.iou(b) < SAME_FACE_IOU for b in kept_boxes)
+    ]
+    ids = faces_repo.insert_faces(
+        session,
+        [
+            faces_repo.NewFace(
+                media_file_id=item.media_file_id,
+                bounding_box=f.face.box.to_json(),
+                confidence=f.face.score,
+                landmarks=f.face.landmarks_json(),
+                blur=f.blur,
+                is_usable=f.usable,
+            )
+            for f in new
+        ],
+    )
+    keep_files = {Path(k.thumbnail_path) for k in kept if k.thumbnail_path}
+    for face_id, found in zip(ids, new):
+        path = thumbnail_path(thumbs_root, item.media_file_id, face_id)
+        write_atomic(path, found.thumbnail)
+        faces_repo.set_thumbnail(session, face_id, str(path))
+        keep_files.add(path)
+    for stale in stale_thumbnails(thumbs_root, item.media_file_id, keep_files):
+        stale.unlink(missing_ok=True)
+    return len(kept) + len(new)
+
+
+def _store(sessions: sessionmaker[Session], outcomes: list[Outcome], settings: Settings,
+           report: DetectReport) -> None:
+    now = utcnow()
+    retry_at = now + timedelta(seconds=settings.retry_delay_seconds)
+    worker = settings.worker_id
+    with sessions.begin() as session:
+        for outcome in outcomes:
+            item = outcome.item
+            error = outcome.error
+            if outcome.faces is not None:
+                try:
+                    with session.begin_nested():
+                        count = _store_faces(session, outcome, settings.thumbnail_path)
+                        if not media_repo.mark_done(session, item.item_id, worker, now, count):
+                            raise LostLease()
+                    report.images += 1
+                    report.faces += count
+                    continue
+                except LostLease:
+                    log.warning("item %d: lease lost to another worker; result dropped", item.item_id)
+                    continue
+                except Exception as exc:
+                    log.exception("item %d (%s): could not store faces", item.item_id, item.file_path)
+                    error = f"could not store faces: {type(exc).__name__}: {exc}"
+            with session.begin_nested():
+                media_repo.mark_failed(session, item.item_id, worker, error, retry_at)
+            attempts_left = settings.max_attempts - item.attempt
+            log.error(
+                "item %d (%s) failed (attempt %d of %d%s): %s",
+                item.item_id, item.file_path, item.attempt, settings.max_attempts,
+                "" if attempts_left > 0 else ", giving up", error,
+            )
+            report.images += 1
+            report.failed += 1
+            report.failures.append((item.item_id, error))
+
+
+class LostLease(Exception):
+    pass
+
+
+def run_batch(sessions: sessionmaker[Session], detector: Detector, settings: Settings,
+              stop: StopFlag | None = None) -> DetectReport | None:
+    """Claim and process one batch. None when nothing was claimable."""
+    started = time.perf_counter()
+    now = utcnow()
+    with sessions.begin() as session:
+        abandoned = media_repo.give_up_abandoned(session, now, settings.max_attempts)
+        claimed = media_repo.claim_batch(
+            session, settings.worker_id, settings.detect_batch_size, now,
+            now + timedelta(seconds=settings.lease_seconds), settings.max_attempts,
+        )
+    if abandoned:
+        log.warning("%d item(s) were abandoned by a stopped worker on their last attempt; marked failed", abandoned)
+    if not claimed:
+        return None
+    opts = analyze_options(settings)
+    outcomes: list[Outcome] = []
+    for item in claimed:
+        if stop is not None and stop.is_set():
+            break
+        outcomes.append(_analyze_item(item, detector, opts))
+    report = DetectReport()
+    _store(sessions, outcomes, settings, report)
+    unstarted = [c.item_id for c in claimed[len(outcomes):]]
+    if unstarted:
+        with sessions.begin() as session:
+            media_repo.release(session, unstarted, settings.worker_id)
+        log.info("released %d claimed item(s) not started", len(unstarted))
+    report.seconds = time.perf_counter() - started
+    log.info(
+        "batch: %d images, %d faces, %d failed in %.1f s",
+        report.images, report.faces, report.failed, report.seconds,
+    )
+    return report
+
+
+def detect_pending(sessions: sessionmaker[Session], detector: Detector, settings: Settings,
+                   stop: StopFlag | None = None) -> DetectReport:
+    """Process batches until nothing is claimable (or a stop is requested)."""
+    total = DetectReport()
+    detector.load()
+    while not (stop is not None and stop.is_set()):
+        report = run_batch(sessions, detector, settings, stop)
+        if report is None:
+            break
+        total.add(report)
+    if total.images:
+        rate = total.images / total.seconds if total.seconds else 0.0
+        log.info(
+            "detected %d faces in %d images (%d failed) in %.1f s: %.1f images/s, %.1f faces/s",
+            total.faces, total.images, total.failed, total.seconds, rate,
+            total.faces / total.seconds if total.seconds else 0.0,
+        )
+    else:
+        log.info("no pending media items")
+    return total
