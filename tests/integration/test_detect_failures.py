@@ -1,0 +1,111 @@
+"""Bad input never stops the batch, never loops, and leaves a reason on the row."""
+from datetime import timedelta
+from pathlib import Path
+
+from PIL import Image
+from sqlalchemy import update
+
+from app.db.engine import make_engine, session_factory
+from app.db.models import MediaItems
+from app.db.types import utcnow
+from tests.integration.helpers import copy_images, faces_by_media, items_by_name, status_counts
+
+
+def _bad_files(folder: Path, good: Path) -> dict[str, str]:
+    """name -> expected words in the recorded reason."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data = good.read_bytes()
+    (folder / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "text.jpg").write_text("this is not an image\n" * 20)
+    # A real PNG whose header says 20000x20000: tiny on disk, 400 MP decoded.
+    Image.new("1", (20000, 20000)).save(folder / "huge.png", optimize=True)
+    (folder / "gone.jpg").write_bytes(data)  # deleted after ingest
+    return {
+        "truncated.jpg": "truncated",
+        "empty.jpg": "empty file",
+        "text.jpg": "not an image",
+        "huge.png": "too large",
+        "gone.jpg": "not found",
+    }
+
+
+def test_bad_files_fail_with_reasons_and_good_ones_finish(cli, db_url, tmp_path, faces_dev):
+    photos = tmp_path / "photos"
+    good = copy_images([faces_dev / "Abdullah_Gul" / "03.jpg", faces_dev / "Al_Gore" / "01.jpg"], photos)
+    expected = _bad_files(photos, good[0])
+    assert cli("--ingest", str(photos)).returncode == 0
+    (photos / "gone.jpg").unlink()
+
+    env = {"MAX_ATTEMPTS": "2", "RETRY_DELAY_SECONDS": "0", "DETECT_BATCH_SIZE": "3",
+           "THUMBNAIL_SAVE_PATH": str(tmp_path / "thumbs")}
+    res = cli("--db", **env)
+    assert res.returncode == 1, res.stderr  # some items failed
+    assert "Traceback" not in res.stderr
+    engine = make_engine(db_url)
+    items = items_by_name(engine)
+    for name, words in expected.items():
+        item = items[name]
+        assert not item.IsFacesExtracted and item.Status == "failed", name
+        assert words in item.LastError, (name, item.LastError)
+        assert item.Attempts == 2, name  # retried once, then given up
+    for g in good:
+        assert items[g.name].IsFacesExtracted and items[g.name].Status == "done"
+    assert sum(len(v) for v in faces_by_media(engine).values()) >= 2
+
+    counts = status_counts(cli, MAX_ATTEMPTS="2")
+    assert counts["failed, gave up"] == len(expected) and counts["done"] == len(good)
+    again = cli("--db", **env)  # nothing left to try: no loop
+    assert again.returncode == 0 and "0 images" in again.stdout
+    engine.dispose()
+
+
+def test_failed_item_waits_for_retry_delay(cli, db_url, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    cli("--ingest", str(photos))
+    res = cli("--db", MAX_ATTEMPTS="3", RETRY_DELAY_SECONDS="3600")
+    assert res.returncode == 1
+    engine = make_engine(db_url)
+    item = items_by_name(engine)["broken.jpg"]
+    assert item.Attempts == 1 and item.Status == "failed"
+    assert status_counts(cli)["failed, will retry"] == 1
+    # Not due yet: a second run leaves it alone.
+    assert "0 images" in cli("--db", MAX_ATTEMPTS="3", RETRY_DELAY_SECONDS="3600").stdout
+    assert items_by_name(engine)["broken.jpg"].Attempts == 1
+    engine.dispose()
+
+
+def test_expired_lease_is_taken_again_and_live_lease_is_not(cli, db_url, tmp_path, faces_dev):
+    photos = copy_images([faces_dev / "Al_Gore" / "02.jpg", faces_dev / "Al_Gore" / "03.jpg"], tmp_path / "p")
+    cli("--ingest", str(tmp_path / "p"))
+    engine = make_engine(db_url)
+    items = items_by_name(engine)
+    dead, alive = items[photos[0].name].Id, items[photos[1].name].Id
+    now = utcnow()
+    with session_factory(engine).begin() as s:
+        held = dict(Status="processing", Attempts=1)
+        s.execute(update(MediaItems).where(MediaItems.Id == dead)
+                  .values(LockedBy="dead-worker", LockedUntil=now - timedelta(minutes=1), **held))
+        s.execute(update(MediaItems).where(MediaItems.Id == alive)
+                  .values(LockedBy="busy-worker", LockedUntil=now + timedelta(hours=1), **held))
+    res = cli("--db")
+    assert res.returncode == 0 and "1 images" in res.stdout
+    items = items_by_name(engine)
+    assert items[photos[0].name].IsFacesExtracted and items[photos[0].name].Attempts == 2
+    assert not items[photos[1].name].IsFacesExtracted and items[photos[1].name].LockedBy == "busy-worker"
+    engine.dispose()
+
+
+def test_item_abandoned_on_its_last_attempt_becomes_failed(cli, db_url, tmp_path, faces_dev):
+    copy_images([faces_dev / "Al_Gore" / "04.jpg"], tmp_path / "p")
+    cli("--ingest", str(tmp_path / "p"))
+    engine = make_engine(db_url)
+    with session_factory(engine).begin() as s:
+        s.execute(update(MediaItems).values(
+            Status="processing", Attempts=3, LockedBy="dead", LockedUntil=utcnow() - timedelta(seconds=1)))
+    assert cli("--db", MAX_ATTEMPTS="3").returncode == 0
+    item = next(iter(items_by_name(engine).values()))
+    assert item.Status == "failed" and "worker stopped" in item.LastError
+    engine.dispose()
