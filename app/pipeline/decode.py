@@ -44,6 +44,8 @@ def load_rgb(path: Path, max_pixels: int) -> np.ndarray:
     except UnidentifiedImageError:
         raise DecodeError("not an image file (unrecognised format)") from None
     except Image.DecompressionBombError as exc:
+        # Pillow refuses images above twice its own limit (about 179 MP) at open,
+        # before our check can run; its message gives the pixel count.
         raise DecodeError(f"image too large: {exc}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         # Truncated or corrupt data: Pillow raises OSError ("image file is truncated",
