@@ -172,12 +172,13 @@ def run_test_image(settings: Settings, args: argparse.Namespace) -> int:
         raise UsageError(f"--test {image}: {exc}") from None
     w, h = result.size
     print(f"{image}: {w}x{h}, {len(result.faces)} face(s)")
-    for i, (face, blur, usable) in enumerate(result.faces):
-        b = face.box
-        points = " ".join(f"({x:.0f},{y:.0f})" for x, y in face.landmarks)
+    for i, found in enumerate(result.faces):
+        b = found.face.box
+        points = " ".join(f"({x:.0f},{y:.0f})" for x, y in found.face.landmarks)
         print(
-            f"  face {i}: box x={b.x:.0f} y={b.y:.0f} w={b.w:.0f} h={b.h:.0f}  score={face.score:.3f}  "
-            f"blur={blur:.0f}  {'usable' if usable else 'below quality gates'}  landmarks {points}"
+            f"  face {i}: box x={b.x:.0f} y={b.y:.0f} w={b.w:.0f} h={b.h:.0f}  "
+            f"score={found.face.score:.3f}  blur={found.blur:.0f}  "
+            f"{'usable' if found.usable else 'below quality gates'}  landmarks {points}"
         )
     print(f"annotated copy: {result.annotated}")
     return EXIT_OK

@@ -5,13 +5,10 @@ No database here; the detection service stores what this returns.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
 
 from app.inference.detector import Detector
 from app.pipeline import resize
-from app.pipeline.decode import load_rgb
 from app.pipeline.faces import DetectedFace, square_crop
 from app.pipeline.quality import Gates, is_usable, laplacian_variance
 from app.pipeline.thumbnail import thumbnail_jpeg
@@ -54,9 +51,7 @@ def detect_in_image(image: np.ndarray, detector: Detector, opts: AnalyzeOptions)
     return sorted(mapped, key=lambda f: f.box.w * f.box.h, reverse=True)
 
 
-def analyze(path: Path, detector: Detector, opts: AnalyzeOptions) -> list[FoundFace]:
-    """Raises DecodeError for files that are not usable images."""
-    image = load_rgb(path, opts.max_pixels)
+def analyze_image(image: np.ndarray, detector: Detector, opts: AnalyzeOptions) -> list[FoundFace]:
     found = []
     for face in detect_in_image(image, detector, opts):
         blur = blur_of(image, face)

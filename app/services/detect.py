@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Callable, Iterator
 
+import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.db.types import utcnow
 from app.inference.detector import Detector
-from app.pipeline.analyze import AnalyzeOptions, FoundFace, analyze
-from app.pipeline.decode import DecodeError
+from app.pipeline.analyze import AnalyzeOptions, FoundFace, analyze_image
+from app.pipeline.decode import DecodeError, load_rgb
 from app.pipeline.faces import Box
 from app.pipeline.quality import Gates
 from app.pipeline.thumbnail import stale_thumbnails, thumbnail_path, write_atomic
@@ -65,9 +69,38 @@ def analyze_options(settings: Settings) -> AnalyzeOptions:
     )
 
 
-def _analyze_item(item: media_repo.ClaimedItem, detector: Detector, opts: AnalyzeOptions) -> Outcome:
+def _prefetch(items: list[media_repo.ClaimedItem], max_pixels: int, depth: int = 2
+              ) -> Iterator[tuple[media_repo.ClaimedItem, Callable[[], np.ndarray]]]:
+    """Decode the next images in a background thread while the model runs on this one.
+
+    Yields (item, get_image); get_image re-raises the decoding error, if any. At most
+    `depth` decoded images wait in memory.
+    """
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
+    pending: deque = deque()
+    upcoming = iter(items)
+
+    def submit_next() -> None:
+        item = next(upcoming, None)
+        if item is not None:
+            pending.append((item, pool.submit(load_rgb, Path(item.file_path), max_pixels)))
+
     try:
-        return Outcome(item, analyze(Path(item.file_path), detector, opts))
+        for _ in range(depth + 1):
+            submit_next()
+        while pending:
+            item, future = pending.popleft()
+            submit_next()
+            yield item, future.result
+    finally:
+        # Leaving early (a stop request) drops what has not started.
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _analyze_item(item: media_repo.ClaimedItem, get_image: Callable[[], np.ndarray],
+                  detector: Detector, opts: AnalyzeOptions) -> Outcome:
+    try:
+        return Outcome(item, analyze_image(get_image(), detector, opts))
     except DecodeError as exc:
         return Outcome(item, None, str(exc))
     except MemoryError:
@@ -169,10 +202,10 @@ def run_batch(sessions: sessionmaker[Session], detector: Detector, settings: Set
         return None
     opts = analyze_options(settings)
     outcomes: list[Outcome] = []
-    for item in claimed:
+    for item, get_image in _prefetch(claimed, opts.max_pixels):
         if stop is not None and stop.is_set():
             break
-        outcomes.append(_analyze_item(item, detector, opts))
+        outcomes.append(_analyze_item(item, get_image, detector, opts))
     report = DetectReport()
     _store(sessions, outcomes, settings, report)
     unstarted = [c.item_id for c in claimed[len(outcomes):]]

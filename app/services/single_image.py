@@ -8,16 +8,14 @@ from PIL import Image, ImageDraw
 
 from app.config import Settings
 from app.inference.detector import Detector
-from app.pipeline.analyze import blur_of, detect_in_image
+from app.pipeline.analyze import FoundFace, analyze_image
 from app.pipeline.decode import load_rgb
-from app.pipeline.faces import DetectedFace
-from app.pipeline.quality import is_usable
 from app.services.detect import analyze_options
 
 
 @dataclass(frozen=True)
 class SingleImageResult:
-    faces: list[tuple[DetectedFace, float, bool]]  # face, blur, usable
+    faces: list[FoundFace]
     annotated: Path
     size: tuple[int, int]
 
@@ -30,16 +28,13 @@ def run_test(image_path: Path, detector: Detector, settings: Settings, output: P
     """Raises DecodeError for unusable files."""
     opts = analyze_options(settings)
     image = load_rgb(image_path, opts.max_pixels)
-    faces = []
-    for face in detect_in_image(image, detector, opts):
-        blur = blur_of(image, face)
-        faces.append((face, blur, is_usable(face, blur, opts.gates)))
+    faces = analyze_image(image, detector, opts)
     canvas = Image.fromarray(image)
     draw = ImageDraw.Draw(canvas)
     width = max(2, round(max(canvas.size) / 400))
-    for i, (face, _, usable) in enumerate(faces):
-        b = face.box
-        colour = (0, 220, 0) if usable else (255, 160, 0)
+    for i, found in enumerate(faces):
+        face, b = found.face, found.face.box
+        colour = (0, 220, 0) if found.usable else (255, 160, 0)
         draw.rectangle([b.x, b.y, b.x + b.w, b.y + b.h], outline=colour, width=width)
         draw.text((b.x + 2, b.y + 2), f"{i} {face.score:.2f}", fill=colour)
         for x, y in face.landmarks:
