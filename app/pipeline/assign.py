@@ -1,0 +1,92 @@
+"""Decide a person for each unassigned face: match, then cluster with the known persons.
+
+Pure: vectors and ids in, decisions out. The recognition service reads and writes.
+
+1. Matching (app/pipeline/match.py) at the strict threshold.
+2. The faces left over are clustered together with a few exemplar faces of every known
+   person. A cluster holding exemplars of one person joins that person (new photos of
+   known people do not become duplicate persons); a cluster holding exemplars of several
+   persons gives each face the person of its nearest exemplar; a cluster with none
+   becomes a new person.
+3. Same-photo rule throughout: one photo never holds two faces of one person.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from app.pipeline.cluster import ClusterParams, cluster_vectors, split_same_photo
+from app.pipeline.match import Known, match_faces
+
+
+@dataclass
+class Plan:
+    matched: dict[int, int] = field(default_factory=dict)  # face index -> person id
+    joined: dict[int, int] = field(default_factory=dict)  # face index -> existing person (by clustering)
+    new_groups: list[list[int]] = field(default_factory=list)  # face indices of each new person
+
+
+def pick_exemplars(known: Known, per_person: int) -> np.ndarray:
+    """Row indices of up to `per_person` faces per person, the most central first."""
+    rows: list[int] = []
+    for person in np.unique(known.person_ids):
+        members = np.flatnonzero(known.person_ids == person)
+        if members.size > per_person:
+            centre = known.vectors[members].mean(axis=0)
+            order = np.argsort(-(known.vectors[members] @ centre))
+            members = members[order[:per_person]]
+        rows.extend(members.tolist())
+    return np.array(rows, dtype=np.int64)
+
+
+def plan(vectors: np.ndarray, media_ids: np.ndarray, known: Known, threshold: float,
+         params: ClusterParams, exemplars_per_person: int) -> Plan:
+    result = Plan()
+    matched = match_faces(vectors, media_ids, known, threshold)
+    result.matched = {i: int(p) for i, p in enumerate(matched.tolist()) if p >= 0}
+
+    # Known faces now include this run's matches.
+    all_known = Known(
+        vectors=np.vstack([known.vectors, vectors[matched >= 0]]) if known.vectors.size else vectors[matched >= 0],
+        person_ids=np.concatenate([known.person_ids, matched[matched >= 0]]),
+        media_ids=np.concatenate([known.media_ids, media_ids[matched >= 0]]),
+    )
+    left = np.flatnonzero(matched < 0)
+    if left.size == 0:
+        return result
+    ex = pick_exemplars(all_known, exemplars_per_person) if all_known.person_ids.size else np.zeros(0, np.int64)
+    space = np.vstack([vectors[left], all_known.vectors[ex]]) if ex.size else vectors[left]
+    labels = cluster_vectors(space, params)
+    left_labels, ex_labels = labels[: left.size], labels[left.size:]
+    ex_persons, ex_vectors = all_known.person_ids[ex], all_known.vectors[ex]
+
+    persons_in_photo: dict[int, set[int]] = {}
+    for m, p in zip(all_known.media_ids.tolist(), all_known.person_ids.tolist()):
+        persons_in_photo.setdefault(m, set()).add(p)
+
+    fresh = np.full(left.size, -1, dtype=np.int64)  # cluster label of faces for new persons
+    for label in np.unique(left_labels[left_labels >= 0]):
+        members = np.flatnonzero(left_labels == label)
+        holders = np.flatnonzero(ex_labels == label)
+        if holders.size == 0:
+            fresh[members] = label
+            continue
+        # Nearest exemplar decides; with one person in the cluster that is that person.
+        sims = vectors[left[members]] @ ex_vectors[holders].T
+        # Most similar first, so the same-photo rule keeps the best face.
+        for j in np.argsort(-sims.max(axis=1)):
+            face = int(left[members[j]])
+            person = int(ex_persons[holders[int(np.argmax(sims[j]))]])
+            media = int(media_ids[face])
+            if person in persons_in_photo.get(media, set()):
+                continue
+            persons_in_photo.setdefault(media, set()).add(person)
+            result.joined[face] = person
+
+    fresh = split_same_photo(fresh, vectors[left], media_ids[left])
+    for label in np.unique(fresh[fresh >= 0]):
+        members = left[np.flatnonzero(fresh == label)]
+        if members.size >= max(2, params.min_cluster):
+            result.new_groups.append([int(i) for i in members])
+    return result

@@ -1,0 +1,85 @@
+"""Incremental matching: new faces take the person of their most similar known face.
+
+Cosine similarity on L2-normalised vectors (a dot product). A face matched in this run
+serves as a known face for the rest of the run (chaining), and a face never takes a
+person that already has another face in the same photo. Known faces are scanned in
+blocks, so memory stays bounded however many there are.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+BLOCK_NEW = 1024
+BLOCK_KNOWN = 32768
+TOP_K = 8  # candidate matches kept per new face (needed for the same-photo rule)
+
+
+@dataclass(frozen=True)
+class Known:
+    vectors: np.ndarray  # (m, d) float32, L2-normalised
+    person_ids: np.ndarray  # (m,) int64
+    media_ids: np.ndarray  # (m,) int64
+
+
+def top_k(queries: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and similarities of the k most similar base rows per query, best first."""
+    n = queries.shape[0]
+    k = min(k, base.shape[0])
+    best_sim = np.full((n, k), -np.inf, dtype=np.float32)
+    best_idx = np.full((n, k), -1, dtype=np.int64)
+    if k == 0:
+        return best_idx, best_sim
+    for qs in range(0, n, BLOCK_NEW):
+        q = queries[qs:qs + BLOCK_NEW]
+        bs_, bi_ = best_sim[qs:qs + BLOCK_NEW], best_idx[qs:qs + BLOCK_NEW]
+        for bs in range(0, base.shape[0], BLOCK_KNOWN):
+            sims = q @ base[bs:bs + BLOCK_KNOWN].T
+            kk = min(k, sims.shape[1])
+            part = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
+            part_sim = np.take_along_axis(sims, part, axis=1)
+            all_sim = np.concatenate([bs_, part_sim], axis=1)
+            all_idx = np.concatenate([bi_, part + bs], axis=1)
+            order = np.argsort(-all_sim, axis=1)[:, :k]
+            bs_[:] = np.take_along_axis(all_sim, order, axis=1)
+            bi_[:] = np.take_along_axis(all_idx, order, axis=1)
+    return best_idx, best_sim
+
+
+def match_faces(new_vectors: np.ndarray, new_media_ids: np.ndarray, known: Known,
+                threshold: float) -> np.ndarray:
+    """Person id per new face, or -1 where no known face reaches `threshold`."""
+    n = new_vectors.shape[0]
+    result = np.full(n, -1, dtype=np.int64)
+    # persons present in each photo: the same-photo rule
+    taken: dict[int, set[int]] = {}
+    for media, person in zip(known.media_ids.tolist(), known.person_ids.tolist()):
+        taken.setdefault(media, set()).add(person)
+    base_vectors, base_persons = known.vectors, known.person_ids
+    open_rows = np.arange(n)
+    while open_rows.size and base_vectors.shape[0]:
+        idx, sim = top_k(new_vectors[open_rows], base_vectors, TOP_K)
+        # Most confident decisions first, so a weak match never blocks a strong one.
+        candidates = sorted(
+            ((float(sim[r, c]), r, int(base_persons[idx[r, c]]))
+             for r in range(open_rows.size) for c in range(idx.shape[1])
+             if idx[r, c] >= 0 and sim[r, c] >= threshold),
+            reverse=True,
+        )
+        newly: list[int] = []
+        for _, r, person in candidates:
+            row = int(open_rows[r])
+            media = int(new_media_ids[row])
+            if result[row] >= 0 or person in taken.get(media, ()):
+                continue
+            result[row] = person
+            taken.setdefault(media, set()).add(person)
+            newly.append(row)
+        if not newly:
+            break
+        # Chaining: what was matched now is known for the faces still open.
+        base_vectors = new_vectors[newly]
+        base_persons = result[newly]
+        open_rows = np.array([r for r in open_rows.tolist() if result[r] < 0], dtype=np.int64)
+    return result
