@@ -65,7 +65,7 @@ def test_boxes_map_back_to_original_pixels(faces_dev, detector, opts, tmp_path):
     upscaled = tmp_path / "big.png"
     Image.fromarray(big).resize((big.shape[1] * 2, big.shape[0] * 2)).save(upscaled)
     a = detect_in_image(big, detector, opts)
-    b = detect_in_image(load_rgb(upscaled, opts.max_pixels), detector, opts)  # 2252 px: shrunk to 1280
+    b = detect_in_image(load_rgb(upscaled, opts.max_pixels), detector, opts)  # 2252 px: shrunk to DETECT_MAX_SIDE
     assert len(a) == len(b) == 2
     for fa, fb in zip(sorted(a, key=lambda f: f.box.x), sorted(b, key=lambda f: f.box.x)):
         # The network sees a different scale, so boxes differ a little; a wrong mapping
