@@ -117,6 +117,12 @@ class Persons(Base):
 
 class Faces(Base):
     __tablename__ = "Faces"
+    __table_args__ = (
+        Index(
+            "ix_Faces_Embedding_pending", "IsUsable", "MediaFileId",
+            postgresql_where=text('"Embedding" IS NULL'), sqlite_where=text('"Embedding" IS NULL'),
+        ),
+    )
 
     Id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     MediaFileId: Mapped[int] = mapped_column(
@@ -130,6 +136,8 @@ class Faces(Base):
     # float32 bytes, L2-normalised; compared only with embeddings of the same model.
     Embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
     EmbeddingModel: Mapped[str | None] = mapped_column(String(64))
+    # Why this face could not be embedded (image gone, unreadable): not retried.
+    EmbedError: Mapped[str | None] = mapped_column(Text)
     Confidence: Mapped[float | None] = mapped_column(Float)
     # JSON text [[x,y] x5]: right eye, left eye, nose, right mouth, left mouth corner.
     Landmarks: Mapped[str | None] = mapped_column(Text)

@@ -46,3 +46,14 @@ def test_unreachable_database_is_a_clear_error(cli_factory):
     res = cli("--status")
     assert res.returncode == 2
     assert "cannot use the database" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_worker_refuses_a_schema_that_is_behind_until_migrated(empty_db_url, cli_factory):
+    schema.upgrade(empty_db_url, "0001")
+    cli = cli_factory(empty_db_url)
+    res = cli("--status")
+    assert res.returncode == 2
+    assert "at revision 0001" in res.stderr and "--migrate" in res.stderr
+    res = cli("--migrate")
+    assert res.returncode == 0 and "upgraded from 0001 to" in res.stdout
+    assert cli("--status").returncode == 0
