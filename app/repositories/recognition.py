@@ -1,0 +1,192 @@
+"""SQL for the recognition stage: embeddings, known and unassigned faces, persons.
+
+Callers own the transaction. Embeddings are float32 bytes, compared only within one
+EmbeddingModel.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Sequence
+
+import numpy as np
+from sqlalchemy import and_, bindparam, delete, func, insert, select, text, update
+from sqlalchemy.orm import Session
+
+from app.db.models import (
+    ASSIGNED_CLUSTERED,
+    ASSIGNED_MATCHED,
+    Faces,
+    MediaFile,
+    Persons,
+)
+
+# Any fixed number: the key of the PostgreSQL advisory lock of the assignment step.
+ASSIGNMENT_LOCK_KEY = 741_852_963
+
+
+@dataclass(frozen=True)
+class FaceToEmbed:
+    face_id: int
+    media_file_id: int
+    file_path: str
+    bounding_box: str
+    landmarks: str | None
+
+
+def claim_faces_to_embed(session: Session, limit: int) -> list[FaceToEmbed]:
+    """Usable faces with no embedding, grouped by photo; rows locked (SKIP LOCKED) so
+    parallel workers embed different faces. The lock lasts until the caller commits."""
+    rows = session.execute(
+        select(Faces.Id, Faces.MediaFileId, MediaFile.FilePath, Faces.BoundingBox, Faces.Landmarks)
+        .join(MediaFile, MediaFile.Id == Faces.MediaFileId)
+        .where(Faces.Embedding.is_(None), Faces.IsUsable.is_(True), Faces.EmbedError.is_(None))
+        .order_by(Faces.MediaFileId, Faces.Id)
+        .limit(limit)
+        .with_for_update(of=Faces, skip_locked=True)
+    ).all()
+    return [FaceToEmbed(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+
+def save_embeddings(session: Session, rows: Sequence[tuple[int, bytes]], model: str) -> None:
+    if rows:
+        session.execute(
+            update(Faces)
+            .where(Faces.Id == bindparam("face_id"))
+            .values(Embedding=bindparam("vector"), EmbeddingModel=model, EmbedError=None)
+            .execution_options(synchronize_session=False),
+            [{"face_id": fid, "vector": vec} for fid, vec in rows],
+        )
+
+
+def save_embed_errors(session: Session, rows: Sequence[tuple[int, str]]) -> None:
+    if rows:
+        session.execute(
+            update(Faces)
+            .where(Faces.Id == bindparam("face_id"))
+            .values(EmbedError=bindparam("error"))
+            .execution_options(synchronize_session=False),
+            [{"face_id": fid, "error": err[:2000]} for fid, err in rows],
+        )
+
+
+def lock_assignment(session: Session) -> None:
+    """Serialise the assignment step across processes (PostgreSQL; SQLite has one worker)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ASSIGNMENT_LOCK_KEY})
+
+
+@dataclass(frozen=True)
+class FaceVectors:
+    face_ids: np.ndarray  # int64
+    media_ids: np.ndarray  # int64
+    person_ids: np.ndarray  # int64, -1 for none
+    vectors: np.ndarray  # float32 (n, d)
+
+
+def _vectors(rows, dim_hint: int = 512) -> FaceVectors:
+    if not rows:
+        return FaceVectors(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                           np.zeros((0, dim_hint), np.float32))
+    return FaceVectors(
+        face_ids=np.fromiter((r[0] for r in rows), np.int64, len(rows)),
+        media_ids=np.fromiter((r[1] for r in rows), np.int64, len(rows)),
+        person_ids=np.fromiter((r[2] if r[2] is not None else -1 for r in rows), np.int64, len(rows)),
+        vectors=np.vstack([np.frombuffer(r[3], dtype=np.float32) for r in rows]),
+    )
+
+
+def _embedded(model: str):
+    return and_(Faces.Embedding.is_not(None), Faces.EmbeddingModel == model)
+
+
+def known_faces(session: Session, model: str) -> FaceVectors:
+    """Faces with a person (any way it was set), for matching and as exemplars."""
+    rows = session.execute(
+        select(Faces.Id, Faces.MediaFileId, Faces.PersonId, Faces.Embedding)
+        .where(_embedded(model), Faces.PersonId.is_not(None))
+        .order_by(Faces.Id)
+    ).all()
+    return _vectors(rows)
+
+
+def unassigned_faces(session: Session, model: str) -> FaceVectors:
+    """Usable faces with no person that no user has touched (AssignedBy NULL)."""
+    rows = session.execute(
+        select(Faces.Id, Faces.MediaFileId, Faces.PersonId, Faces.Embedding)
+        .where(_embedded(model), Faces.PersonId.is_(None), Faces.AssignedBy.is_(None),
+               Faces.IsUsable.is_(True))
+        .order_by(Faces.Id)
+    ).all()
+    return _vectors(rows)
+
+
+def assign(session: Session, face_person: Sequence[tuple[int, int]], how: str, now: datetime) -> None:
+    if face_person:
+        session.execute(
+            update(Faces)
+            .where(Faces.Id == bindparam("face_id"), Faces.PersonId.is_(None))
+            .values(PersonId=bindparam("person_id"), AssignedBy=how, AssignedAt=now)
+            .execution_options(synchronize_session=False),
+            [{"face_id": f, "person_id": p} for f, p in face_person],
+        )
+
+
+def create_persons(session: Session, count: int) -> list[int]:
+    """New automatic persons (no name), ids in creation order."""
+    if count == 0:
+        return []
+    rows = session.execute(
+        insert(Persons).returning(Persons.Id, sort_by_parameter_order=True),
+        [{"IsAutomatic": True} for _ in range(count)],
+    ).all()
+    return [r[0] for r in rows]
+
+
+def touch_persons(session: Session, person_ids: Sequence[int]) -> None:
+    """ModifiedAt = now on persons whose set of faces changed."""
+    ids = sorted(set(person_ids))
+    for start in range(0, len(ids), 1000):
+        session.execute(update(Persons).where(Persons.Id.in_(ids[start:start + 1000])).values(ModifiedAt=func.now()))
+
+
+# --- recluster ------------------------------------------------------------------------
+
+def _resettable_person():
+    return and_(Persons.IsAutomatic.is_(True), Persons.Name.is_(None))
+
+
+def automatic_assignments(session: Session) -> dict[int, int]:
+    """face id -> person id of every automatic assignment to an unnamed automatic person:
+    what --recluster rebuilds."""
+    rows = session.execute(
+        select(Faces.Id, Faces.PersonId)
+        .join(Persons, Persons.Id == Faces.PersonId)
+        .where(Faces.AssignedBy.in_((ASSIGNED_MATCHED, ASSIGNED_CLUSTERED)), _resettable_person())
+    ).all()
+    return {r[0]: r[1] for r in rows}
+
+
+def clear_automatic_assignments(session: Session, now: datetime) -> int:
+    resettable = select(Persons.Id).where(_resettable_person())
+    result = session.execute(
+        update(Faces)
+        .where(Faces.AssignedBy.in_((ASSIGNED_MATCHED, ASSIGNED_CLUSTERED)),
+               Faces.PersonId.in_(resettable))
+        .values(PersonId=None, AssignedBy=None, AssignedAt=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0
+
+
+def delete_empty_automatic_persons(session: Session) -> int:
+    """Automatic unnamed persons left with no face. Named or user-made persons stay."""
+    has_faces = select(Faces.Id).where(Faces.PersonId == Persons.Id).exists()
+    result = session.execute(
+        delete(Persons).where(_resettable_person(), ~has_faces).execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0
+
+
+def count_persons(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(Persons)) or 0
