@@ -216,12 +216,71 @@ def run_watch(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_FAILED if report.failed else EXIT_OK
 
 
-def not_built(name: str) -> Callable[[Settings, argparse.Namespace], int]:
-    def run(settings: Settings, args: argparse.Namespace) -> int:
-        print(f"--{name} is not built yet", file=sys.stderr)
-        return EXIT_USAGE
+def _embedder(settings: Settings):
+    from app.inference.embedder import make_embedder
 
-    return run
+    return make_embedder(settings.embedder, settings.model_threads, settings.embed_batch_size)
+
+
+def _recognition_summary(report) -> None:
+    e, a = report.embed, report.assign
+    print(
+        f"recognition: {e.faces} faces embedded ({e.failed} failed) in {e.seconds:.1f} s; "
+        f"{a.faces} unassigned faces: {a.matched} matched, {a.joined} joined existing persons, "
+        f"{a.clustered} in {a.persons_created} new persons"
+        + (f" ({a.persons_reused} person ids kept)" if a.persons_reused else "")
+        + f", {a.unassigned} left unassigned; assignment in {a.seconds:.1f} s"
+    )
+
+
+def _run_recognition(settings: Settings, rebuild: bool) -> int:
+    from app.services.recognize import recognize
+
+    ctx = _connect(settings)
+    with single_worker(settings.database_url):
+        report = recognize(ctx.sessions, _embedder(settings), settings, rebuild=rebuild)
+    _recognition_summary(report)
+    return EXIT_FAILED if report.embed.failed else EXIT_OK
+
+
+def run_recognize(settings: Settings, args: argparse.Namespace) -> int:
+    return _run_recognition(settings, rebuild=False)
+
+
+def run_recluster(settings: Settings, args: argparse.Namespace) -> int:
+    return _run_recognition(settings, rebuild=True)
+
+
+def _all_once(ctx: Context, detector, embedder, settings: Settings, stop) -> tuple:
+    from app.services.detect import detect_pending
+    from app.services.recognize import recognize
+
+    detected = detect_pending(ctx.sessions, detector, settings, stop)
+    recognized = None if stop.is_set() else recognize(ctx.sessions, embedder, settings)
+    return detected, recognized
+
+
+def run_all(settings: Settings, args: argparse.Namespace) -> int:
+    ctx = _connect(settings)
+    with single_worker(settings.database_url), stop_on_signals() as stop:
+        detected, recognized = _all_once(ctx, _detector(settings), _embedder(settings), settings, stop)
+    _detection_summary(detected)
+    if recognized is not None:
+        _recognition_summary(recognized)
+    failed = detected.failed or (recognized is not None and recognized.embed.failed)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def run_automate(settings: Settings, args: argparse.Namespace) -> int:
+    from app.worker.automate import automate
+
+    ctx = _connect(settings)
+    detector, embedder = _detector(settings), _embedder(settings)
+    embedder.load()
+    with single_worker(settings.database_url), stop_on_signals() as stop:
+        automate(lambda flag: _all_once(ctx, detector, embedder, settings, flag),
+                 settings.automate_interval_minutes, stop)
+    return EXIT_OK
 
 
 MODES: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
@@ -231,10 +290,10 @@ MODES: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "test": run_test_image,
     "db": run_db,
     "watch": run_watch,
-    "recognize": not_built("recognize"),
-    "recluster": not_built("recluster"),
-    "all": not_built("all"),
-    "automate": not_built("automate"),
+    "recognize": run_recognize,
+    "recluster": run_recluster,
+    "all": run_all,
+    "automate": run_automate,
 }
 
 

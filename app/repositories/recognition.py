@@ -21,6 +21,9 @@ from app.db.models import (
     Persons,
 )
 
+# Core table: executemany UPDATEs keyed by bind parameters (not ORM bulk-by-primary-key).
+FACES = Faces.__table__
+
 # Any fixed number: the key of the PostgreSQL advisory lock of the assignment step.
 ASSIGNMENT_LOCK_KEY = 741_852_963
 
@@ -51,10 +54,9 @@ def claim_faces_to_embed(session: Session, limit: int) -> list[FaceToEmbed]:
 def save_embeddings(session: Session, rows: Sequence[tuple[int, bytes]], model: str) -> None:
     if rows:
         session.execute(
-            update(Faces)
-            .where(Faces.Id == bindparam("face_id"))
-            .values(Embedding=bindparam("vector"), EmbeddingModel=model, EmbedError=None)
-            .execution_options(synchronize_session=False),
+            update(FACES)
+            .where(FACES.c.Id == bindparam("face_id"))
+            .values(Embedding=bindparam("vector"), EmbeddingModel=model, EmbedError=None),
             [{"face_id": fid, "vector": vec} for fid, vec in rows],
         )
 
@@ -62,10 +64,9 @@ def save_embeddings(session: Session, rows: Sequence[tuple[int, bytes]], model: 
 def save_embed_errors(session: Session, rows: Sequence[tuple[int, str]]) -> None:
     if rows:
         session.execute(
-            update(Faces)
-            .where(Faces.Id == bindparam("face_id"))
-            .values(EmbedError=bindparam("error"))
-            .execution_options(synchronize_session=False),
+            update(FACES)
+            .where(FACES.c.Id == bindparam("face_id"))
+            .values(EmbedError=bindparam("error")),
             [{"face_id": fid, "error": err[:2000]} for fid, err in rows],
         )
 
@@ -124,10 +125,9 @@ def unassigned_faces(session: Session, model: str) -> FaceVectors:
 def assign(session: Session, face_person: Sequence[tuple[int, int]], how: str, now: datetime) -> None:
     if face_person:
         session.execute(
-            update(Faces)
-            .where(Faces.Id == bindparam("face_id"), Faces.PersonId.is_(None))
-            .values(PersonId=bindparam("person_id"), AssignedBy=how, AssignedAt=now)
-            .execution_options(synchronize_session=False),
+            update(FACES)
+            .where(FACES.c.Id == bindparam("face_id"), FACES.c.PersonId.is_(None))
+            .values(PersonId=bindparam("person_id"), AssignedBy=how, AssignedAt=now),
             [{"face_id": f, "person_id": p} for f, p in face_person],
         )
 

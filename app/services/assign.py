@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings
 from app.db.models import ASSIGNED_CLUSTERED, ASSIGNED_MATCHED
 from app.db.types import utcnow
+from app.inference.embedder import model_name
 from app.pipeline.assign import plan
 from app.pipeline.cluster import ClusterParams
 from app.pipeline.match import Known
@@ -73,7 +74,7 @@ def _reuse_ids(groups: list[list[int]], face_ids: np.ndarray, previous: dict[int
 
 def _apply(session: Session, settings: Settings, previous: dict[int, int]) -> AssignReport:
     report = AssignReport()
-    model = settings.embedder
+    model = model_name(settings.embedder)
     known = repo.known_faces(session, model)
     new = repo.unassigned_faces(session, model)
     report.faces = int(new.face_ids.size)

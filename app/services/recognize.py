@@ -1,0 +1,33 @@
+"""Recognition run: embed new faces, then assign persons (or rebuild them: recluster)."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.inference.embedder import Embedder
+from app.services.assign import AssignReport, assign_unassigned, recluster
+from app.services.embed import EmbedReport, embed_pending
+
+log = logging.getLogger("app.recognition")
+
+
+@dataclass
+class RecognizeReport:
+    embed: EmbedReport
+    assign: AssignReport
+
+
+def recognize(sessions: sessionmaker[Session], embedder: Embedder, settings: Settings,
+              rebuild: bool = False) -> RecognizeReport:
+    embedded = embed_pending(sessions, embedder, settings)
+    assigned = recluster(sessions, settings) if rebuild else assign_unassigned(sessions, settings)
+    log.info(
+        "recognition: %d faces embedded in %.1f s; %d matched, %d joined, %d clustered into %d new "
+        "persons, %d unassigned, assignment in %.1f s",
+        embedded.faces, embedded.seconds, assigned.matched, assigned.joined, assigned.clustered,
+        assigned.persons_created, assigned.unassigned, assigned.seconds,
+    )
+    return RecognizeReport(embedded, assigned)
