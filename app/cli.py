@@ -69,10 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="print counts of media, faces and persons")
     modes.add_argument("--migrate", action="store_true",
                        help="bring the database schema to the latest revision")
+    modes.add_argument("--evaluate", metavar="DIR", type=Path,
+                       help="run the whole pipeline on a labelled folder (one sub-folder per identity) "
+                       "in a fresh temporary database and print detection, embedding and clustering scores")
+    p.add_argument("--sweep", action="store_true",
+                   help="with --evaluate: also try a grid of clustering settings and print the table")
     p.add_argument("--database-url", metavar="URL",
                    help="SQLAlchemy URL; overrides DATABASE_URL / SQL_CONNECTION_STRING")
     p.add_argument("--output", metavar="PATH", type=Path,
-                   help="with --test: where to write the annotated copy")
+                   help="with --test: where to write the annotated copy; with --evaluate: the JSON "
+                   "report (default evaluation.json)")
     return p
 
 
@@ -283,6 +289,25 @@ def run_automate(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_evaluate(settings: Settings, args: argparse.Namespace) -> int:
+    from app.services.evaluate import evaluate, write_json
+    from app.services.evaluate_report import print_report
+
+    folder = args.evaluate.expanduser()
+    if not folder.is_dir():
+        raise UsageError(f"--evaluate: not a folder: {folder}")
+    try:
+        result = evaluate(folder.resolve(), settings, _detector(settings), _embedder(settings),
+                          database_url=args.database_url, do_sweep=args.sweep)
+    except ValueError as exc:
+        raise UsageError(f"--evaluate: {exc}") from None
+    print_report(result)
+    out = args.output or Path("evaluation.json")
+    write_json(result, out)
+    print(f"report written to {out}")
+    return EXIT_OK
+
+
 MODES: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "ingest": run_ingest,
     "status": run_status,
@@ -294,6 +319,7 @@ MODES: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "recluster": run_recluster,
     "all": run_all,
     "automate": run_automate,
+    "evaluate": run_evaluate,
 }
 
 

@@ -61,6 +61,14 @@ def ingest_folder(factory: sessionmaker[Session], root: Path) -> IngestResult:
     return result
 
 
+def register_files(factory: sessionmaker[Session], paths: list[Path]) -> IngestResult:
+    """Register these files (absolute paths), skipping those already registered."""
+    result = IngestResult()
+    for start in range(0, len(paths), CHUNK):
+        _register(factory, [p.resolve() for p in paths[start:start + CHUNK]], result)
+    return result
+
+
 def _register(factory: sessionmaker[Session], paths: list[Path], result: IngestResult) -> None:
     as_text = [str(p) for p in paths]
     with factory.begin() as session:

@@ -1,0 +1,47 @@
+"""Human-readable printout of an evaluation result."""
+from __future__ import annotations
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def print_report(r: dict) -> None:
+    print(f"evaluation of {r['data']}")
+    print("\ndetection")
+    print(f"  {'subset':<28}{'images':>8}{'no face':>9}{'faces/image':>13}")
+    for name, d in r["detection"].items():
+        print(f"  {name:<28}{d['images']:>8}{d['images_without_face']:>9}{d['faces_per_image']:>13.2f}")
+    sep = r.get("embedding_separation") or {}
+    if sep:
+        print("\nembedding separation (main faces)")
+        print(f"  ROC AUC same vs different identity   {sep['auc']:.4f}")
+        print(f"  similarity at false-match rate 1e-3  {sep['similarity_at_fmr_1e-3']:.3f}")
+        print(f"  similarity at false-match rate 1e-4  {sep['similarity_at_fmr_1e-4']:.3f}")
+        print(f"  same-identity pairs >= threshold     {_pct(sep['same_pairs_at_threshold'])}")
+    c = r["clustering"]
+    print(f"\nclustering ({r['main_face_rule']})")
+    print(f"  pairwise  precision {c['pairwise']['precision']:.3f}  recall {c['pairwise']['recall']:.3f}"
+          f"  F1 {c['pairwise']['f1']:.3f}")
+    print(f"  BCubed    precision {c['bcubed']['precision']:.3f}  recall {c['bcubed']['recall']:.3f}"
+          f"  F1 {c['bcubed']['f1']:.3f}")
+    print(f"  persons made {c['persons_made']} for {c['identities']} identities; unassigned "
+          f"{_pct(c['unassigned_share'])}; largest mixed person holds "
+          f"{c['largest_mixed_person_identities']} identities")
+    inc = r.get("incremental")
+    if inc:
+        print(f"\nincremental: {inc['added_photos']} photos added to known identities")
+        for key in ("joined_right_person", "joined_wrong_person", "new_person", "unassigned"):
+            print(f"  {key.replace('_', ' '):<24}{inc.get(key, 0):>6}")
+        print(f"  joined the right person: {_pct(inc['joined_right_share'])}")
+    print("\ntimings (seconds)")
+    for stage, secs in r["timings_seconds"].items():
+        print(f"  {stage:<14}{secs:>8.1f}")
+    if r.get("sweep"):
+        print("\nclustering sweep (main faces, no database)")
+        for row in r["sweep"]:
+            knobs = ", ".join(f"{k}={v}" for k, v in row.items()
+                              if k in ("cluster_algorithm", "hdbscan_epsilon", "dbscan_eps", "cluster_use_umap"))
+            print(f"  {knobs:<60} P {row['pairwise_precision']:.3f}  R {row['pairwise_recall']:.3f}"
+                  f"  B3-F1 {row['bcubed_f1']:.3f}  clusters {row['clusters']}  noise {_pct(row['noise_share'])}")
+    print(f"\ntotal {r['total_seconds']:.0f} s")
