@@ -11,6 +11,7 @@ def print_report(r: dict) -> None:
     print("\ndetection")
     print(f"  {'subset':<28}{'images':>8}{'no face':>9}{'faces/image':>13}")
     for name, d in r["detection"].items():
+        name = name if len(name) <= 27 else name[:24] + "..."
         print(f"  {name:<28}{d['images']:>8}{d['images_without_face']:>9}{d['faces_per_image']:>13.2f}")
     sep = r.get("embedding_separation") or {}
     if sep:
