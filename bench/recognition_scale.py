@@ -32,17 +32,21 @@ PER_IDENTITY = 10
 def synthetic(n: int, spread: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """n faces, PER_IDENTITY per identity; pairwise same-identity cosine ~ spread."""
     rng = np.random.default_rng(seed)
-    ids = max(1, n // PER_IDENTITY)
-    centres = rng.normal(size=(ids, DIM)).astype(np.float32)
+    ids = max(1, -(-n // PER_IDENTITY))
+    centres = rng.standard_normal(size=(ids, DIM), dtype=np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     labels = np.repeat(np.arange(ids), PER_IDENTITY)[:n]
     # similarity to the centre s0 gives pairwise similarity s0^2
     s0 = np.sqrt(spread)
-    noise = rng.normal(size=(n, DIM)).astype(np.float32)
-    noise -= (noise * centres[labels]).sum(1, keepdims=True) * centres[labels]
-    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
-    faces = s0 * centres[labels] + np.sqrt(1 - s0 ** 2) * noise
-    return (faces / np.linalg.norm(faces, axis=1, keepdims=True)).astype(np.float32), labels
+    faces = np.empty((n, DIM), np.float32)
+    for start in range(0, n, 65536):  # in chunks: memory stays near the output's size
+        c = centres[labels[start:start + 65536]]
+        noise = rng.standard_normal(size=c.shape, dtype=np.float32)
+        noise -= (noise * c).sum(1, keepdims=True) * c
+        noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+        chunk = s0 * c + np.sqrt(1 - s0 ** 2) * noise
+        faces[start:start + 65536] = chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
+    return faces, labels
 
 
 def _peak_mb() -> float:

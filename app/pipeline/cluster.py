@@ -27,7 +27,11 @@ class ClusterParams:
     dbscan_min_samples: int = 2
     hdbscan_min_cluster_size: int = 3
     hdbscan_min_samples: int = 1
-    hdbscan_epsilon: float = 0.70
+    hdbscan_epsilon: float = 0.70  # on the 512-d unit vectors
+    hdbscan_umap_epsilon: float = 0.10  # in UMAP space
+    # HDBSCAN on 512-d vectors takes time quadratic in the number of faces (10k: 30 s,
+    # 30k: 4 min here); above this many faces they are reduced with UMAP first.
+    raw_limit: int = 20000
     # DBSCAN without UMAP (small inputs): Euclidean eps on the unit sphere.
     # 0.9 is cosine similarity 0.595, near the false-match rate 1e-3 of FaceNet CASIA.
     raw_eps: float = 0.9
@@ -57,16 +61,22 @@ def cluster_vectors(vectors: np.ndarray, p: ClusterParams) -> np.ndarray:
     n = vectors.shape[0]
     if n < max(2, p.min_cluster):
         return np.full(n, -1, dtype=np.int64)
-    space = reduce(vectors, p) if p.use_umap else None
+    use_umap = p.use_umap
+    if not use_umap and p.algorithm == "hdbscan" and n > p.raw_limit:
+        log.warning("clustering %d faces: more than CLUSTER_RAW_LIMIT=%d, reducing with UMAP first "
+                    "(slightly less precise, far faster)", n, p.raw_limit)
+        use_umap = True
+    space = reduce(vectors, p) if use_umap else None
     reduced = space is not None
     if space is None:
         space = vectors.astype(np.float64)
     if p.algorithm == "hdbscan":
-        labels = _hdbscan(space, p, single=False)
+        epsilon = p.hdbscan_umap_epsilon if reduced else p.hdbscan_epsilon
+        labels = _hdbscan(space, p, epsilon, single=False)
         if labels.max() < 0:
             # HDBSCAN never returns the whole input as one cluster unless told to; when it
             # finds nothing, the input may be one person (a first run on a small album).
-            labels = _hdbscan(space, p, single=True)
+            labels = _hdbscan(space, p, epsilon, single=True)
     elif p.algorithm == "dbscan":
         from sklearn.cluster import DBSCAN
 
@@ -77,13 +87,13 @@ def cluster_vectors(vectors: np.ndarray, p: ClusterParams) -> np.ndarray:
     return labels.astype(np.int64)
 
 
-def _hdbscan(space: np.ndarray, p: ClusterParams, single: bool) -> np.ndarray:
+def _hdbscan(space: np.ndarray, p: ClusterParams, epsilon: float, single: bool) -> np.ndarray:
     from sklearn.cluster import HDBSCAN
 
     return HDBSCAN(
         min_cluster_size=max(2, p.hdbscan_min_cluster_size),
         min_samples=p.hdbscan_min_samples,
-        cluster_selection_epsilon=p.hdbscan_epsilon,
+        cluster_selection_epsilon=epsilon,
         allow_single_cluster=single,
         copy=True,
     ).fit_predict(space)

@@ -54,6 +54,8 @@ def cluster_params(settings: Settings) -> ClusterParams:
         hdbscan_min_cluster_size=settings.hdbscan_min_cluster_size,
         hdbscan_min_samples=settings.hdbscan_min_samples,
         hdbscan_epsilon=settings.hdbscan_epsilon,
+        hdbscan_umap_epsilon=settings.hdbscan_umap_epsilon,
+        raw_limit=settings.cluster_raw_limit,
     )
 
 

@@ -214,6 +214,8 @@ def incremental(samples: list[Sample], settings: Settings, detector, embedder, m
 SWEEP = [
     {"cluster_algorithm": "hdbscan", "hdbscan_epsilon": e, "cluster_use_umap": False} for e in (0.6, 0.65, 0.7, 0.75)
 ] + [
+    {"cluster_algorithm": "hdbscan", "hdbscan_umap_epsilon": e, "cluster_use_umap": True} for e in (0.05, 0.1, 0.15)
+] + [
     {"cluster_algorithm": "dbscan", "dbscan_eps": e, "cluster_use_umap": True} for e in (0.1, 0.14, 0.2)
 ]
 

@@ -42,7 +42,8 @@ def print_report(r: dict) -> None:
         print("\nclustering sweep (main faces, no database)")
         for row in r["sweep"]:
             knobs = ", ".join(f"{k}={v}" for k, v in row.items()
-                              if k in ("cluster_algorithm", "hdbscan_epsilon", "dbscan_eps", "cluster_use_umap"))
+                              if k in ("cluster_algorithm", "hdbscan_epsilon", "hdbscan_umap_epsilon", "dbscan_eps",
+                                       "cluster_use_umap"))
             print(f"  {knobs:<60} P {row['pairwise_precision']:.3f}  R {row['pairwise_recall']:.3f}"
                   f"  B3-F1 {row['bcubed_f1']:.3f}  clusters {row['clusters']}  noise {_pct(row['noise_share'])}")
     print(f"\ntotal {r['total_seconds']:.0f} s")

@@ -93,3 +93,17 @@ def test_plan_respects_the_same_photo_rule_when_joining():
     result = plan(new, np.array([50, 50]), known, 0.9, ClusterParams(), 10)
     assert not result.matched
     assert len({**result.matched, **result.joined}) == 1
+
+
+def test_large_inputs_switch_hdbscan_to_umap(monkeypatch):
+    from app.pipeline import cluster as cluster_mod
+
+    calls = []
+    real = cluster_mod.reduce
+    monkeypatch.setattr(cluster_mod, "reduce", lambda v, p: calls.append(len(v)) or real(v, p))
+    vectors, truth = _dataset()
+    labels = cluster_vectors(vectors, ClusterParams(raw_limit=1000))
+    assert calls == []  # 60 faces: raw vectors
+    labels = cluster_vectors(vectors, ClusterParams(raw_limit=50))
+    assert calls == [60]  # above the limit: UMAP first
+    assert _pure(labels, truth) >= 0.9
