@@ -1,12 +1,13 @@
 """Detector backends side by side: RetinaFace MobileNet (default) vs ResNet50 (retina-face).
 
-    python bench/detector_backends.py [--sizes 640,1024] [--runs 5] [--random-resnet]
+    TF_USE_LEGACY_KERAS=1 python bench/detector_backends.py [--sizes 640,1024] [--runs 5] [--random-resnet]
 
 The ResNet50 backend needs `pip install -e '.[resnet50]'` and its weights, which download
 on first use. Without them, `--random-resnet` builds the same network with random weights:
 its forward pass costs the same, so the speed is real (the detections are not, and the
 package's pure-Python post-processing, which is slow on random outputs, is not timed).
-Prints milliseconds per image of the network's forward pass at each size.
+Prints milliseconds per image of the network's forward pass at each size. retina-face needs
+TF_USE_LEGACY_KERAS=1 (tf-keras) with TensorFlow 2.16+.
 """
 from __future__ import annotations
 

@@ -38,7 +38,8 @@ def blur_of(image: np.ndarray, face: DetectedFace) -> float:
     from PIL import Image
 
     crop = square_crop(image, face.box, margin=0.0)
-    small = np.asarray(Image.fromarray(crop).resize((BLUR_CROP_PX, BLUR_CROP_PX), Image.Resampling.BILINEAR))
+    small = np.asarray(Image.fromarray(crop).resize((BLUR_CROP_PX, BLUR_CROP_PX), Image.Resampling.BILINEAR,
+                                                    reducing_gap=3.0))
     return laplacian_variance(small)
 
 

@@ -13,7 +13,8 @@ from app.pipeline.faces import Box, square_crop
 
 def thumbnail_jpeg(image: np.ndarray, box: Box, size: int, margin: float) -> bytes:
     crop = square_crop(image, box, margin)
-    pil = Image.fromarray(crop).resize((size, size), Image.Resampling.LANCZOS)
+    # reducing_gap: shrink large crops by whole factors first (much faster, same look)
+    pil = Image.fromarray(crop).resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
     buf = io.BytesIO()
     pil.save(buf, format="JPEG", quality=90)
     return buf.getvalue()

@@ -1,13 +1,15 @@
-"""SQL for the Faces table. Callers own the transaction."""
+"""SQL for the Faces table as the detection stage uses it. Callers own the transaction."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Sequence
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from app.db.models import ASSIGNED_CLUSTERED, ASSIGNED_MATCHED, ASSIGNED_USER, Faces
+from app.db.models import ASSIGNED_USER, Faces
+
+FACES = Faces.__table__  # Core table: executemany UPDATEs keyed by bind parameters
 
 
 @dataclass(frozen=True)
@@ -21,65 +23,59 @@ class NewFace:
 
 
 @dataclass(frozen=True)
-class KeptFace:
+class StoredFace:
     face_id: int
-    bounding_box: str
+    media_file_id: int
+    bounding_box: str | None
     thumbnail_path: str | None
+    set_by_user: bool
 
 
-def _set_by_user():
-    # AssignedBy NULL with a PersonId: another application (a user) set it.
-    return or_(
-        Faces.AssignedBy == ASSIGNED_USER,
-        and_(Faces.AssignedBy.is_(None), Faces.PersonId.is_not(None)),
-    )
+def set_by_user(assigned_by: str | None, person_id: int | None) -> bool:
+    """A user (or another application: a PersonId with no AssignedBy) decided this face."""
+    return assigned_by == ASSIGNED_USER or (assigned_by is None and person_id is not None)
 
 
-def _automatic():
-    # Written without NOT: with NULLs, NOT(user) would be NULL, not true.
-    return or_(
-        Faces.AssignedBy.in_((ASSIGNED_MATCHED, ASSIGNED_CLUSTERED)),
-        and_(Faces.AssignedBy.is_(None), Faces.PersonId.is_(None)),
-    )
-
-
-def user_faces_of_media(session: Session, media_file_id: int) -> list[KeptFace]:
-    """Faces of this media file a user assigned: re-detection must keep them."""
+def faces_of_media(session: Session, media_file_ids: Sequence[int]) -> list[StoredFace]:
+    if not media_file_ids:
+        return []
     rows = session.execute(
-        select(Faces.Id, Faces.BoundingBox, Faces.ThumbnailPath).where(
-            Faces.MediaFileId == media_file_id, _set_by_user()
-        )
+        select(Faces.Id, Faces.MediaFileId, Faces.BoundingBox, Faces.ThumbnailPath,
+               Faces.AssignedBy, Faces.PersonId)
+        .where(Faces.MediaFileId.in_(media_file_ids))
     ).all()
-    return [KeptFace(r.Id, r.BoundingBox, r.ThumbnailPath) for r in rows]
+    return [StoredFace(r[0], r[1], r[2], r[3], set_by_user(r[4], r[5])) for r in rows]
 
 
-def delete_automatic_faces(session: Session, media_file_id: int) -> int:
-    """Remove the faces of a media file that no user touched (before re-inserting them)."""
-    result = session.execute(
-        delete(Faces).where(Faces.MediaFileId == media_file_id, _automatic())
-    )
-    return result.rowcount or 0
+def delete_faces(session: Session, face_ids: Sequence[int]) -> None:
+    for start in range(0, len(face_ids), 1000):
+        session.execute(delete(Faces).where(Faces.Id.in_(face_ids[start:start + 1000])))
 
 
 def insert_faces(session: Session, faces: Sequence[NewFace]) -> list[int]:
-    ids = []
-    for f in faces:
-        ids.append(
-            session.execute(
-                insert(Faces)
-                .values(
-                    MediaFileId=f.media_file_id,
-                    BoundingBox=f.bounding_box,
-                    Confidence=f.confidence,
-                    Landmarks=f.landmarks,
-                    Blur=f.blur,
-                    IsUsable=f.is_usable,
-                )
-                .returning(Faces.Id)
-            ).scalar_one()
+    """One round trip for many rows; ids come back in the order given."""
+    if not faces:
+        return []
+    rows = session.execute(
+        insert(Faces).returning(Faces.Id, sort_by_parameter_order=True),
+        [
+            {
+                "MediaFileId": f.media_file_id,
+                "BoundingBox": f.bounding_box,
+                "Confidence": f.confidence,
+                "Landmarks": f.landmarks,
+                "Blur": f.blur,
+                "IsUsable": f.is_usable,
+            }
+            for f in faces
+        ],
+    ).all()
+    return [r[0] for r in rows]
+
+
+def set_thumbnails(session: Session, paths: Sequence[tuple[int, str]]) -> None:
+    if paths:
+        session.execute(
+            update(FACES).where(FACES.c.Id == bindparam("face_id")).values(ThumbnailPath=bindparam("path")),
+            [{"face_id": fid, "path": path} for fid, path in paths],
         )
-    return ids
-
-
-def set_thumbnail(session: Session, face_id: int, path: str) -> None:
-    session.execute(update(Faces).where(Faces.Id == face_id).values(ThumbnailPath=path))

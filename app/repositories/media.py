@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Sequence
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import (
@@ -48,6 +48,8 @@ def add_media(session: Session, files: Iterable[NewMedia]) -> int:
 
 
 # --- the detection queue -------------------------------------------------------------
+
+ITEMS = MediaItems.__table__  # Core table: executemany UPDATEs keyed by bind parameters
 
 @dataclass(frozen=True)
 class ClaimedItem:
@@ -129,22 +131,36 @@ def claim_batch(
     )
 
 
-def mark_done(session: Session, item_id: int, worker: str, now: datetime, face_count: int) -> bool:
-    """False when this worker no longer holds the item (its lease ran out and another took it)."""
-    result = session.execute(
-        update(MediaItems)
-        .where(MediaItems.Id == item_id, MediaItems.LockedBy == worker)
-        .values(
-            IsFacesExtracted=True,
-            FacesExtractedOn=now,
-            Status=STATUS_DONE,
-            LastError=None,
-            LockedBy=None,
-            LockedUntil=None,
-            FaceCount=face_count,
-        )
+def held_by(session: Session, item_ids: Sequence[int], worker: str) -> set[int]:
+    """Which of these items this worker still holds, locked until the caller commits (an
+    item whose lease ran out may have been taken by another worker)."""
+    if not item_ids:
+        return set()
+    rows = session.execute(
+        select(MediaItems.Id)
+        .where(MediaItems.Id.in_(item_ids), MediaItems.LockedBy == worker)
+        .with_for_update()
     )
-    return bool(result.rowcount)
+    return {r[0] for r in rows}
+
+
+def mark_done(session: Session, done: Sequence[tuple[int, int]], now: datetime) -> None:
+    """(item id, face count) pairs: extraction finished."""
+    if done:
+        session.execute(
+            update(ITEMS)
+            .where(ITEMS.c.Id == bindparam("item_id"))
+            .values(
+                IsFacesExtracted=True,
+                FacesExtractedOn=now,
+                Status=STATUS_DONE,
+                LastError=None,
+                LockedBy=None,
+                LockedUntil=None,
+                FaceCount=bindparam("faces"),
+            ),
+            [{"item_id": i, "faces": n} for i, n in done],
+        )
 
 
 def mark_failed(session: Session, item_id: int, worker: str, error: str, retry_at: datetime) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
+from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -110,38 +110,43 @@ def _analyze_item(item: media_repo.ClaimedItem, get_image: Callable[[], np.ndarr
         return Outcome(item, None, f"unexpected error: {type(exc).__name__}: {exc}")
 
 
-def _store_faces(session: Session, outcome: Outcome, thumbs_root: Path) -> int:
-    item = outcome.item
-    kept = faces_repo.user_faces_of_media(session, item.media_file_id)
-    kept_boxes = [Box.from_json(k.bounding_box) for k in kept if k.bounding_box]
-    faces_repo.delete_automatic_faces(session, item.media_file_id)
-    new = [
-        f for f in outcome.faces or []
-        if all(f.face.box.iou(b) < SAME_FACE_IOU for b in kept_boxes)
-    ]
-    ids = faces_repo.insert_faces(
-        session,
-        [
-            faces_repo.NewFace(
-                media_file_id=item.media_file_id,
-                bounding_box=f.face.box.to_json(),
-                confidence=f.face.score,
-                landmarks=f.face.landmarks_json(),
-                blur=f.blur,
-                is_usable=f.usable,
-            )
-            for f in new
-        ],
-    )
-    keep_files = {Path(k.thumbnail_path) for k in kept if k.thumbnail_path}
-    for face_id, found in zip(ids, new):
-        path = thumbnail_path(thumbs_root, item.media_file_id, face_id)
+def _store_items(session: Session, outcomes: list[Outcome], thumbs_root: Path, now) -> dict[int, int]:
+    """Store the faces of these items and mark them done, in a few statements for all of
+    them. Returns the face count per item id."""
+    media_ids = [o.item.media_file_id for o in outcomes]
+    existing = faces_repo.faces_of_media(session, media_ids)
+    kept: dict[int, list[faces_repo.StoredFace]] = defaultdict(list)
+    for f in existing:
+        if f.set_by_user:
+            kept[f.media_file_id].append(f)
+    faces_repo.delete_faces(session, [f.face_id for f in existing if not f.set_by_user])
+
+    new: list[tuple[Outcome, FoundFace]] = []
+    for o in outcomes:
+        kept_boxes = [Box.from_json(k.bounding_box) for k in kept[o.item.media_file_id] if k.bounding_box]
+        new.extend((o, f) for f in o.faces or [] if all(f.face.box.iou(b) < SAME_FACE_IOU for b in kept_boxes))
+    ids = faces_repo.insert_faces(session, [
+        faces_repo.NewFace(
+            media_file_id=o.item.media_file_id, bounding_box=f.face.box.to_json(), confidence=f.face.score,
+            landmarks=f.face.landmarks_json(), blur=f.blur, is_usable=f.usable,
+        )
+        for o, f in new
+    ])
+    paths: list[tuple[int, str]] = []
+    files: dict[int, set[Path]] = {m: {Path(k.thumbnail_path) for k in kept[m] if k.thumbnail_path} for m in media_ids}
+    counts = {o.item.item_id: len(kept[o.item.media_file_id]) for o in outcomes}
+    for face_id, (o, found) in zip(ids, new):
+        path = thumbnail_path(thumbs_root, o.item.media_file_id, face_id)
         write_atomic(path, found.thumbnail)
-        faces_repo.set_thumbnail(session, face_id, str(path))
-        keep_files.add(path)
-    for stale in stale_thumbnails(thumbs_root, item.media_file_id, keep_files):
-        stale.unlink(missing_ok=True)
-    return len(kept) + len(new)
+        paths.append((face_id, str(path)))
+        files[o.item.media_file_id].add(path)
+        counts[o.item.item_id] += 1
+    faces_repo.set_thumbnails(session, paths)
+    for media_id in media_ids:
+        for stale in stale_thumbnails(thumbs_root, media_id, files[media_id]):
+            stale.unlink(missing_ok=True)
+    media_repo.mark_done(session, list(counts.items()), now)
+    return counts
 
 
 def _store(sessions: sessionmaker[Session], outcomes: list[Outcome], settings: Settings,
@@ -150,39 +155,39 @@ def _store(sessions: sessionmaker[Session], outcomes: list[Outcome], settings: S
     retry_at = now + timedelta(seconds=settings.retry_delay_seconds)
     worker = settings.worker_id
     with sessions.begin() as session:
-        for outcome in outcomes:
-            item = outcome.item
-            error = outcome.error
-            if outcome.faces is not None:
+        held = media_repo.held_by(session, [o.item.item_id for o in outcomes], worker)
+        for o in outcomes:
+            if o.item.item_id not in held:
+                log.warning("item %d: lease lost to another worker; result dropped", o.item.item_id)
+        found = [o for o in outcomes if o.faces is not None and o.item.item_id in held]
+        failed = [o for o in outcomes if o.faces is None and o.item.item_id in held]
+        counts: dict[int, int] = {}
+        try:
+            with session.begin_nested():
+                counts = _store_items(session, found, settings.thumbnail_path, now)
+        except Exception:
+            # Find the item at fault: store one by one, each in its own savepoint.
+            log.warning("storing the batch failed; storing its items one by one", exc_info=True)
+            for o in found:
                 try:
                     with session.begin_nested():
-                        count = _store_faces(session, outcome, settings.thumbnail_path)
-                        if not media_repo.mark_done(session, item.item_id, worker, now, count):
-                            raise LostLease()
-                    report.images += 1
-                    report.faces += count
-                    continue
-                except LostLease:
-                    log.warning("item %d: lease lost to another worker; result dropped", item.item_id)
-                    continue
+                        counts.update(_store_items(session, [o], settings.thumbnail_path, now))
                 except Exception as exc:
-                    log.exception("item %d (%s): could not store faces", item.item_id, item.file_path)
-                    error = f"could not store faces: {type(exc).__name__}: {exc}"
-            with session.begin_nested():
-                media_repo.mark_failed(session, item.item_id, worker, error, retry_at)
-            attempts_left = settings.max_attempts - item.attempt
+                    log.exception("item %d (%s): could not store faces", o.item.item_id, o.item.file_path)
+                    failed.append(Outcome(o.item, None, f"could not store faces: {type(exc).__name__}: {exc}"))
+        report.images += len(counts)
+        report.faces += sum(counts.values())
+        for o in failed:
+            media_repo.mark_failed(session, o.item.item_id, worker, o.error, retry_at)
+            attempts_left = settings.max_attempts - o.item.attempt
             log.error(
                 "item %d (%s) failed (attempt %d of %d%s): %s",
-                item.item_id, item.file_path, item.attempt, settings.max_attempts,
-                "" if attempts_left > 0 else ", giving up", error,
+                o.item.item_id, o.item.file_path, o.item.attempt, settings.max_attempts,
+                "" if attempts_left > 0 else ", giving up", o.error,
             )
             report.images += 1
             report.failed += 1
-            report.failures.append((item.item_id, error))
-
-
-class LostLease(Exception):
-    pass
+            report.failures.append((o.item.item_id, o.error))
 
 
 def run_batch(sessions: sessionmaker[Session], detector: Detector, settings: Settings,
