@@ -52,15 +52,22 @@ def detect_in_image(image: np.ndarray, detector: Detector, opts: AnalyzeOptions)
     return sorted(mapped, key=lambda f: f.box.w * f.box.h, reverse=True)
 
 
-def analyze_image(image: np.ndarray, detector: Detector, opts: AnalyzeOptions) -> list[FoundFace]:
+def analyze_image(image: np.ndarray, detector: Detector, opts: AnalyzeOptions,
+                  original_size: tuple[int, int] | None = None) -> list[FoundFace]:
+    """Faces with boxes in the original image's pixels. `original_size` (width, height) is
+    given when `image` was decoded at reduced scale; thumbnails and blur come from `image`."""
+    h, w = image.shape[:2]
+    ow, oh = original_size or (w, h)
+    to_full = resize.Scale(w / ow, h / oh, ow, oh)
     found = []
     for face in detect_in_image(image, detector, opts):
         blur = blur_of(image, face)
+        full = resize.to_original(face, to_full) if (ow, oh) != (w, h) else face
         found.append(
             FoundFace(
-                face=face,
+                face=full,
                 blur=blur,
-                usable=is_usable(face, blur, opts.gates),
+                usable=is_usable(full, blur, opts.gates),
                 thumbnail=thumbnail_jpeg(image, face.box, opts.thumbnail_size, opts.thumbnail_margin),
             )
         )

@@ -15,14 +15,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Callable, Iterator
 
-import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.db.types import utcnow
 from app.inference.detector import Detector
 from app.pipeline.analyze import AnalyzeOptions, FoundFace, analyze_image
-from app.pipeline.decode import DecodeError, load_rgb
+from app.pipeline.decode import DecodeError, Decoded, load
 from app.pipeline.faces import Box
 from app.pipeline.quality import Gates
 from app.pipeline.thumbnail import stale_thumbnails, thumbnail_path, write_atomic
@@ -69,8 +68,8 @@ def analyze_options(settings: Settings) -> AnalyzeOptions:
     )
 
 
-def _prefetch(items: list[media_repo.ClaimedItem], max_pixels: int, depth: int = 2
-              ) -> Iterator[tuple[media_repo.ClaimedItem, Callable[[], np.ndarray]]]:
+def _prefetch(items: list[media_repo.ClaimedItem], max_pixels: int, max_side: int, depth: int = 2
+              ) -> Iterator[tuple[media_repo.ClaimedItem, Callable[[], Decoded]]]:
     """Decode the next images in a background thread while the model runs on this one.
 
     Yields (item, get_image); get_image re-raises the decoding error, if any. At most
@@ -83,7 +82,8 @@ def _prefetch(items: list[media_repo.ClaimedItem], max_pixels: int, depth: int =
     def submit_next() -> None:
         item = next(upcoming, None)
         if item is not None:
-            pending.append((item, pool.submit(load_rgb, Path(item.file_path), max_pixels)))
+            # JPEGs are decoded at the smallest scale still at least as large as detection uses
+            pending.append((item, pool.submit(load, Path(item.file_path), max_pixels, max_side)))
 
     try:
         for _ in range(depth + 1):
@@ -97,10 +97,11 @@ def _prefetch(items: list[media_repo.ClaimedItem], max_pixels: int, depth: int =
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _analyze_item(item: media_repo.ClaimedItem, get_image: Callable[[], np.ndarray],
+def _analyze_item(item: media_repo.ClaimedItem, get_image: Callable[[], Decoded],
                   detector: Detector, opts: AnalyzeOptions) -> Outcome:
     try:
-        return Outcome(item, analyze_image(get_image(), detector, opts))
+        decoded = get_image()
+        return Outcome(item, analyze_image(decoded.rgb, detector, opts, (decoded.width, decoded.height)))
     except DecodeError as exc:
         return Outcome(item, None, str(exc))
     except MemoryError:
@@ -207,7 +208,7 @@ def run_batch(sessions: sessionmaker[Session], detector: Detector, settings: Set
         return None
     opts = analyze_options(settings)
     outcomes: list[Outcome] = []
-    for item, get_image in _prefetch(claimed, opts.max_pixels):
+    for item, get_image in _prefetch(claimed, opts.max_pixels, opts.max_side):
         if stop is not None and stop.is_set():
             break
         outcomes.append(_analyze_item(item, get_image, detector, opts))

@@ -95,3 +95,26 @@ def test_thumbnails_of_a_crashed_attempt_are_cleaned_up(cli, db_url, tmp_path, f
     assert not orphan.exists()
     assert len(list(thumbs.rglob("*.jpg"))) == sum(len(v) for v in faces_by_media(engine).values())
     engine.dispose()
+
+
+def test_big_jpeg_decoded_at_reduced_scale_keeps_original_pixel_boxes(cli, db_url, tmp_path, faces_dev):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    src = Image.open(faces_dev / "group" / "fr_two_people.jpg")  # 1126x661
+    src.save(photos / "small.jpg", quality=95)
+    src.resize((src.width * 4, src.height * 4)).save(photos / "big.jpg", quality=95)  # decoded at 1/2 or 1/4
+    cli("--ingest", str(photos))
+    assert cli("--db").returncode == 0
+    engine = make_engine(db_url)
+    items, faces = items_by_name(engine), faces_by_media(engine)
+    engine.dispose()
+
+    def boxes(name):
+        return sorted((json.loads(f.BoundingBox) for f in faces[items[name].MediaFileId] if f.Confidence >= 0.9),
+                      key=lambda b: b["x"])
+
+    small, big = boxes("small.jpg"), boxes("big.jpg")
+    assert len(small) == len(big) == 2
+    for a, b in zip(small, big):
+        for k in ("x", "y", "w", "h"):
+            assert abs(b[k] / 4 - a[k]) <= 0.1 * a["w"], (k, a, b)

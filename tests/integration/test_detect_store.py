@@ -7,7 +7,7 @@ from app.config import load_settings
 from app.db.engine import make_engine, session_factory
 from app.db.types import utcnow
 from app.inference.detector import make_detector
-from app.pipeline.decode import load_rgb
+from app.pipeline.decode import load
 from app.repositories import faces as faces_repo
 from app.repositories import media as media_repo
 from app.services import detect
@@ -27,7 +27,7 @@ def test_a_row_that_cannot_be_stored_fails_alone(db_url, tmp_path, faces_dev, mo
         claimed = media_repo.claim_batch(s, "w1", 10, now, now + timedelta(minutes=5), 3)
     detector = make_detector("retinaface-mobilenet")
     opts = detect.analyze_options(settings)
-    outcomes = [detect._analyze_item(c, lambda c=c: load_rgb(Path(c.file_path), opts.max_pixels), detector, opts)
+    outcomes = [detect._analyze_item(c, lambda c=c: load(Path(c.file_path), opts.max_pixels), detector, opts)
                 for c in claimed]
     bad = claimed[1].media_file_id
     real_insert = faces_repo.insert_faces
