@@ -28,7 +28,7 @@ class ClusterParams:
     hdbscan_min_cluster_size: int = 3
     hdbscan_min_samples: int = 1
     hdbscan_epsilon: float = 0.70  # on the 512-d unit vectors
-    hdbscan_umap_epsilon: float = 0.10  # in UMAP space
+    hdbscan_umap_epsilon: float = 0.05  # in UMAP space
     # HDBSCAN on 512-d vectors takes time quadratic in the number of faces (10k: 30 s,
     # 30k: 4 min here); above this many faces they are reduced with UMAP first.
     raw_limit: int = 20000
