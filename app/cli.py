@@ -137,6 +137,7 @@ def run_status(settings: Settings, args: argparse.Namespace) -> int:
         ("  with embedding", c.faces_embedded),
         ("  without embedding", c.faces_without_embedding),
         ("  below quality gates", c.faces_unusable),
+        ("  could not be embedded", c.faces_embed_failed),
         ("  assigned to a person", c.faces_assigned),
         ("  unassigned", c.faces_unassigned),
         ("persons", c.persons_total),

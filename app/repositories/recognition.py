@@ -51,6 +51,13 @@ def claim_faces_to_embed(session: Session, limit: int) -> list[FaceToEmbed]:
     return [FaceToEmbed(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
 
+def count_faces_to_embed(session: Session) -> int:
+    return session.scalar(
+        select(func.count()).select_from(Faces).where(
+            Faces.Embedding.is_(None), Faces.IsUsable.is_(True), Faces.EmbedError.is_(None))
+    ) or 0
+
+
 def save_embeddings(session: Session, rows: Sequence[tuple[int, bytes]], model: str) -> None:
     if rows:
         session.execute(
@@ -186,7 +193,3 @@ def delete_empty_automatic_persons(session: Session) -> int:
         delete(Persons).where(_resettable_person(), ~has_faces).execution_options(synchronize_session=False)
     )
     return result.rowcount or 0
-
-
-def count_persons(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(Persons)) or 0

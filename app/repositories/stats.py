@@ -26,6 +26,7 @@ class Counts:
     faces_total: int
     faces_embedded: int
     faces_unusable: int
+    faces_embed_failed: int
     faces_assigned: int
     persons_total: int
     persons_named: int
@@ -62,6 +63,7 @@ def counts(session: Session, now: datetime, max_attempts: int) -> Counts:
             func.count(),
             _count(Faces.Embedding.is_not(None)),
             _count(Faces.IsUsable.is_(False)),
+            _count(Faces.EmbedError.is_not(None)),
             _count(Faces.PersonId.is_not(None)),
         ).select_from(Faces)
     ).one()
@@ -78,7 +80,8 @@ def counts(session: Session, now: datetime, max_attempts: int) -> Counts:
         faces_total=f[0],
         faces_embedded=f[1],
         faces_unusable=f[2],
-        faces_assigned=f[3],
+        faces_embed_failed=f[3],
+        faces_assigned=f[4],
         persons_total=p[0],
         persons_named=p[1],
     )

@@ -13,11 +13,9 @@ from itertools import groupby
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.db.models import Faces
 from app.inference.embedder import Embedder
 from app.pipeline.crop import face_crop, l2_normalise, standardise
 from app.pipeline.decode import DecodeError, load_rgb
@@ -60,18 +58,11 @@ def _crops(batch: list[repo.FaceToEmbed], settings: Settings):
     return crops, ok, errors
 
 
-def pending_count(session: Session) -> int:
-    return session.scalar(
-        select(func.count()).select_from(Faces).where(
-            Faces.Embedding.is_(None), Faces.IsUsable.is_(True), Faces.EmbedError.is_(None))
-    ) or 0
-
-
 def embed_pending(sessions: sessionmaker[Session], embedder: Embedder, settings: Settings) -> EmbedReport:
     report = EmbedReport()
     started = last_progress = time.perf_counter()
     with sessions() as session:
-        total = pending_count(session)
+        total = repo.count_faces_to_embed(session)
     if total:
         log.info("embedding %d faces with %s", total, embedder.name)
         embedder.load()

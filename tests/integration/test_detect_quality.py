@@ -1,7 +1,6 @@
 """The real default detector on the real dev photos (no database)."""
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from PIL import Image

@@ -3,7 +3,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from app.db.engine import make_engine
 from app.worker.sqlite_lock import single_worker

@@ -189,6 +189,7 @@ def test_unreadable_photo_at_embedding_is_recorded_not_retried(cli, db_url, tmp_
         errors = s.execute(select(Faces.EmbedError).join(MediaFile).where(MediaFile.FileName == "01.jpg")).scalars().all()
     engine.dispose()
     assert errors and all("not found" in e for e in errors)
+    assert status_counts(cli)["could not be embedded"] == len(errors)
     again = cli("--recognize")
     assert again.returncode == 0 and "0 faces embedded (0 failed)" in again.stdout
 
