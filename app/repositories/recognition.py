@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Sequence
 
 import numpy as np
-from sqlalchemy import and_, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from app.db.models import (
@@ -119,11 +119,13 @@ def known_faces(session: Session, model: str) -> FaceVectors:
 
 
 def unassigned_faces(session: Session, model: str) -> FaceVectors:
-    """Usable faces with no person that no user has touched (AssignedBy NULL)."""
+    """Usable faces with no person, except those a user left without one on purpose
+    (AssignedBy 'user'). A face whose automatic person was deleted by another
+    application (PersonId set to NULL by the foreign key) is taken again."""
     rows = session.execute(
         select(Faces.Id, Faces.MediaFileId, Faces.PersonId, Faces.Embedding)
-        .where(_embedded(model), Faces.PersonId.is_(None), Faces.AssignedBy.is_(None),
-               Faces.IsUsable.is_(True))
+        .where(_embedded(model), Faces.PersonId.is_(None), Faces.IsUsable.is_(True),
+               or_(Faces.AssignedBy.is_(None), Faces.AssignedBy.in_((ASSIGNED_MATCHED, ASSIGNED_CLUSTERED))))
         .order_by(Faces.Id)
     ).all()
     return _vectors(rows)

@@ -157,6 +157,22 @@ def test_new_photos_of_known_people_join_their_person(cli, db_url, tmp_path, fac
     engine.dispose()
 
 
+def test_faces_of_a_person_deleted_elsewhere_are_assigned_again(cli, db_url, tmp_path, faces_dev):
+    _copy_identities(faces_dev, tmp_path / "photos", names=IDENTITIES[:3])
+    cli("--ingest", str(tmp_path / "photos"))
+    assert cli("--all").returncode == 0
+    engine = make_engine(db_url)
+    person = Counter(pid for _, pid in _main_faces(engine)["Al_Gore"]).most_common(1)[0][0]
+    with session_factory(engine).begin() as s:
+        s.execute(Persons.__table__.delete().where(Persons.__table__.c.Id == person))
+    assert status_counts(cli)["assigned to a person"] < status_counts(cli)["with embedding"]
+    assert cli("--recognize").returncode == 0
+    again = Counter(pid for _, pid in _main_faces(engine)["Al_Gore"])
+    engine.dispose()
+    top, count = again.most_common(1)[0]
+    assert top is not None and top != person and count >= 0.8 * sum(again.values())
+
+
 def test_two_faces_of_one_photo_never_share_a_person(cli, db_url, tmp_path, faces_dev):
     _copy_identities(faces_dev, tmp_path / "photos", names=["Al_Gore"])
     src = Image.open(faces_dev / "Al_Gore" / "01.jpg").convert("RGB")
