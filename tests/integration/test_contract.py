@@ -49,3 +49,16 @@ def test_modified_at_changes_on_update(engine):
     assert after.FileName == "b.jpg"
     assert after.CreatedAt == before.CreatedAt
     assert after.ModifiedAt > before.ModifiedAt
+
+
+def test_modified_at_changes_on_another_applications_update(engine):
+    with engine.begin() as conn:
+        conn.execute(text('INSERT INTO "MediaFile" ("FilePath", "FileName") VALUES (\'/p/x.jpg\', \'x.jpg\')'))
+    with session_factory(engine)() as s:
+        before = s.execute(select(MediaFile)).scalar_one()
+    time.sleep(1.1)
+    with engine.begin() as conn:  # plain SQL that does not mention ModifiedAt
+        conn.execute(text('UPDATE "MediaFile" SET "FileName" = \'y.jpg\''))
+    with session_factory(engine)() as s:
+        after = s.execute(select(MediaFile)).scalar_one()
+    assert after.FileName == "y.jpg" and after.ModifiedAt > before.ModifiedAt
