@@ -65,13 +65,18 @@ def _match(known_n: int, new_n: int, spread: float, out) -> None:
 
 
 def _cluster(n: int, spread: float, algorithm: str, use_umap: bool, out) -> None:
-    from app.pipeline.cluster import ClusterParams, cluster_vectors
+    from dataclasses import replace
+
+    from app.config import load_settings
+    from app.pipeline.cluster import cluster_vectors
     from app.pipeline.metrics import pairwise
+    from app.services.assign import cluster_params
 
     vectors, labels = synthetic(n, spread, 3)
     base = _peak_mb()
     t = time.perf_counter()
-    found = cluster_vectors(vectors, ClusterParams(algorithm=algorithm, use_umap=use_umap))
+    settings = cluster_params(load_settings(env_file=None))
+    found = cluster_vectors(vectors, replace(settings, algorithm=algorithm, use_umap=use_umap))
     seconds = time.perf_counter() - t
     pw = pairwise(labels, found)
     out.put({"seconds": seconds, "peak_mb": _peak_mb(), "data_mb": base,

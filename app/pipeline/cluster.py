@@ -17,21 +17,22 @@ log = logging.getLogger("app.recognition")
 
 @dataclass(frozen=True)
 class ClusterParams:
-    algorithm: str = "hdbscan"  # or "dbscan"
-    use_umap: bool = False
-    umap_neighbors: int = 10
-    umap_components: int = 5
-    umap_min_dist: float = 0.1
-    random_state: int = 42
-    dbscan_eps: float = 0.14
-    dbscan_min_samples: int = 2
-    hdbscan_min_cluster_size: int = 3
-    hdbscan_min_samples: int = 1
-    hdbscan_epsilon: float = 0.70  # on the 512-d unit vectors
-    hdbscan_umap_epsilon: float = 0.05  # in UMAP space
-    # HDBSCAN on 512-d vectors takes time quadratic in the number of faces (10k: 30 s,
-    # 30k: 4 min here); above this many faces they are reduced with UMAP first.
-    raw_limit: int = 20000
+    """Clustering settings; built from Settings (app/config.py says why each value) by
+    app.services.assign.cluster_params."""
+
+    algorithm: str  # "hdbscan" or "dbscan"
+    use_umap: bool
+    umap_neighbors: int
+    umap_components: int
+    umap_min_dist: float
+    random_state: int
+    dbscan_eps: float  # in UMAP space
+    dbscan_min_samples: int
+    hdbscan_min_cluster_size: int
+    hdbscan_min_samples: int
+    hdbscan_epsilon: float  # on the 512-d unit vectors
+    hdbscan_umap_epsilon: float  # in UMAP space
+    raw_limit: int  # above this many faces HDBSCAN reduces with UMAP first
     # DBSCAN without UMAP (small inputs): Euclidean eps on the unit sphere.
     # 0.9 is cosine similarity 0.595, near the false-match rate 1e-3 of FaceNet CASIA.
     raw_eps: float = 0.9

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db.models import Faces, MediaFile, MediaItems
+from app.db.models import Faces, MediaFile
 
 
 @dataclass(frozen=True)
@@ -25,12 +25,3 @@ def all_faces(session: Session) -> list[ScoredFace]:
         .order_by(Faces.Id)
     ).all()
     return [ScoredFace(*r) for r in rows]
-
-
-def media_paths(session: Session) -> list[tuple[str, bool, str | None]]:
-    """(file path, done, last error) of every registered item."""
-    rows = session.execute(
-        select(MediaFile.FilePath, MediaItems.IsFacesExtracted, MediaItems.LastError)
-        .join(MediaItems, MediaItems.MediaFileId == MediaFile.Id)
-    ).all()
-    return [(r[0], bool(r[1]), r[2]) for r in rows]
