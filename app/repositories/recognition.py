@@ -20,9 +20,7 @@ from app.db.models import (
     MediaFile,
     Persons,
 )
-
-# Core table: executemany UPDATEs keyed by bind parameters (not ORM bulk-by-primary-key).
-FACES = Faces.__table__
+from app.repositories.faces import FACES
 
 # Any fixed number: the key of the PostgreSQL advisory lock of the assignment step.
 ASSIGNMENT_LOCK_KEY = 741_852_963
