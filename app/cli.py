@@ -7,30 +7,27 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.config import Settings, SettingsError, load_settings
+from app.config import Settings, load_settings
 from app.db import schema
 from app.db.engine import make_engine, session_factory
 from app.db.types import utcnow
-from app.inference.detector import ModelUnavailable
+from app.db.url import display, mask
+from app.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, AppError, SettingsError, UsageError
 from app.logs import setup_logging
-from app.worker.sqlite_lock import WorkerBusy, single_worker
+from app.stopping import StopFlag
+from app.worker.sqlite_lock import single_worker
 from app.worker.stop import stop_on_signals
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 log = logging.getLogger("app.cli")
-
-
-class UsageError(Exception):
-    """Bad input from the user: one line on stderr, exit 2."""
 
 
 @dataclass
@@ -38,6 +35,7 @@ class Context:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
+    stop: StopFlag
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,21 +80,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _safe_url(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparseable URL>"
-
-
 def _connect(settings: Settings, check_schema: bool = True) -> Context:
     try:
         engine = make_engine(settings.database_url)
     except (ArgumentError, ImportError) as exc:
-        raise SettingsError(f"DATABASE_URL {_safe_url(settings.database_url)!r}: {exc}") from None
+        raise SettingsError(f"DATABASE_URL {display(settings.database_url)!r}: {mask(str(exc))}") from None
     if check_schema:
         schema.ensure_current(engine, settings.database_url, auto_create=settings.is_sqlite)
-    return Context(settings, engine, session_factory(engine))
+    return Context(settings, engine, session_factory(engine), StopFlag())
+
+
+@contextmanager
+def _worker(settings: Settings) -> Iterator[Context]:
+    """What every mode that processes the queue needs: the database (schema checked),
+    the SQLite single-worker lock, and a stop flag set by SIGINT / SIGTERM."""
+    ctx = _connect(settings)
+    try:
+        with single_worker(settings.database_url), stop_on_signals() as stop:
+            ctx.stop = stop
+            yield ctx
+    finally:
+        ctx.engine.dispose()
 
 
 # --- modes ----------------------------------------------------------------------------
@@ -125,7 +129,7 @@ def run_status(settings: Settings, args: argparse.Namespace) -> int:
     ctx = _connect(settings)
     with ctx.sessions() as session:
         c = counts(session, utcnow(), settings.max_attempts)
-    print(f"database: {_safe_url(settings.database_url)}")
+    print(f"database: {display(settings.database_url)}")
     rows = [
         ("media", c.media_total),
         ("  done", c.media_done),
@@ -137,6 +141,7 @@ def run_status(settings: Settings, args: argparse.Namespace) -> int:
         ("  with embedding", c.faces_embedded),
         ("  without embedding", c.faces_without_embedding),
         ("  below quality gates", c.faces_unusable),
+        ("  embedding failed, will retry", c.faces_embed_retrying),
         ("  could not be embedded", c.faces_embed_failed),
         ("  assigned to a person", c.faces_assigned),
         ("  unassigned", c.faces_unassigned),
@@ -206,9 +211,8 @@ def _detection_summary(report) -> None:
 def run_db(settings: Settings, args: argparse.Namespace) -> int:
     from app.services.detect import detect_pending
 
-    ctx = _connect(settings)
-    with single_worker(settings.database_url), stop_on_signals() as stop:
-        report = detect_pending(ctx.sessions, _detector(settings), settings, stop)
+    with _worker(settings) as ctx:
+        report = detect_pending(ctx.sessions, _detector(settings), settings, ctx.stop)
     _detection_summary(report)
     return EXIT_FAILED if report.failed else EXIT_OK
 
@@ -216,9 +220,8 @@ def run_db(settings: Settings, args: argparse.Namespace) -> int:
 def run_watch(settings: Settings, args: argparse.Namespace) -> int:
     from app.worker.watch import watch
 
-    ctx = _connect(settings)
-    with single_worker(settings.database_url), stop_on_signals() as stop:
-        report = watch(ctx.sessions, _detector(settings), settings, stop)
+    with _worker(settings) as ctx:
+        report = watch(ctx.sessions, _detector(settings), settings, ctx.stop)
     _detection_summary(report)
     return EXIT_FAILED if report.failed else EXIT_OK
 
@@ -243,9 +246,8 @@ def _recognition_summary(report) -> None:
 def _run_recognition(settings: Settings, rebuild: bool) -> int:
     from app.services.recognize import recognize
 
-    ctx = _connect(settings)
-    with single_worker(settings.database_url):
-        report = recognize(ctx.sessions, _embedder(settings), settings, rebuild=rebuild)
+    with _worker(settings) as ctx:
+        report = recognize(ctx.sessions, _embedder(settings), settings, rebuild=rebuild, stop=ctx.stop)
     _recognition_summary(report)
     return EXIT_FAILED if report.embed.failed else EXIT_OK
 
@@ -258,35 +260,26 @@ def run_recluster(settings: Settings, args: argparse.Namespace) -> int:
     return _run_recognition(settings, rebuild=True)
 
 
-def _all_once(ctx: Context, detector, embedder, settings: Settings, stop) -> tuple:
-    from app.services.detect import detect_pending
-    from app.services.recognize import recognize
-
-    detected = detect_pending(ctx.sessions, detector, settings, stop)
-    recognized = None if stop.is_set() else recognize(ctx.sessions, embedder, settings)
-    return detected, recognized
-
-
 def run_all(settings: Settings, args: argparse.Namespace) -> int:
-    ctx = _connect(settings)
-    with single_worker(settings.database_url), stop_on_signals() as stop:
-        detected, recognized = _all_once(ctx, _detector(settings), _embedder(settings), settings, stop)
-    _detection_summary(detected)
-    if recognized is not None:
-        _recognition_summary(recognized)
-    failed = detected.failed or (recognized is not None and recognized.embed.failed)
-    return EXIT_FAILED if failed else EXIT_OK
+    from app.services.run import detect_and_recognize
+
+    with _worker(settings) as ctx:
+        report = detect_and_recognize(ctx.sessions, _detector(settings), _embedder(settings), settings, ctx.stop)
+    _detection_summary(report.detected)
+    if report.recognized is not None:
+        _recognition_summary(report.recognized)
+    return EXIT_FAILED if report.failed else EXIT_OK
 
 
 def run_automate(settings: Settings, args: argparse.Namespace) -> int:
+    from app.services.run import detect_and_recognize
     from app.worker.automate import automate
 
-    ctx = _connect(settings)
     detector, embedder = _detector(settings), _embedder(settings)
     embedder.load()
-    with single_worker(settings.database_url), stop_on_signals() as stop:
-        automate(lambda flag: _all_once(ctx, detector, embedder, settings, flag),
-                 settings.automate_interval_minutes, stop)
+    with _worker(settings) as ctx:
+        automate(lambda flag: detect_and_recognize(ctx.sessions, detector, embedder, settings, flag),
+                 settings.automate_interval_minutes, ctx.stop)
     return EXIT_OK
 
 
@@ -338,20 +331,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(database_url=args.database_url)
     except SettingsError as exc:
         print(f"config error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exc.exit_code
     mode = _mode(args)
     setup_logging(settings, to_files=mode not in ("status", "test"))
     try:
         return MODES[mode](settings, args)
-    except (UsageError, SettingsError, schema.SchemaError, ModelUnavailable, WorkerBusy) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        print(
-            f"error: cannot use the database {_safe_url(settings.database_url)}: {reason}",
-            file=sys.stderr,
-        )
+    except AppError as exc:
+        print(f"error: {mask(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except DBAPIError as exc:  # the database refused or dropped us outside the retried steps
+        reason = str(exc.orig or exc).strip().splitlines()[0] if (exc.orig or str(exc)) else type(exc).__name__
+        print(f"error: cannot use the database {display(settings.database_url)}: {mask(reason)}",
+              file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -13,9 +13,10 @@ from typing import Any, Callable, Mapping
 
 from dotenv import dotenv_values
 
+from app.db.url import normalise
+from app.errors import SettingsError
 
-class SettingsError(ValueError):
-    """A setting is missing or malformed; the CLI prints it on one line and exits 2."""
+__all__ = ["Settings", "SettingsError", "load_settings", "ENV_FIELDS", "URL_NAMES"]
 
 
 def default_sqlite_url(data_dir: Path) -> str:
@@ -63,6 +64,11 @@ class Settings:
     thumbnail_size: int = 112
     # Thumbnail margin around the box, as a share of the box size on each side.
     thumbnail_margin: float = 0.2
+    # Orphaned face thumbnails (no face row points to them: a photo deleted by another
+    # application, a crash between writing a thumbnail and storing its face) are removed
+    # by a sweep at the end of each detection run, looking at about this many files per
+    # run and resuming where it stopped, so its cost stays bounded on any library.
+    thumbnail_sweep_files: int = 5000
     # onnxruntime threads for the models; 0 = one per physical core.
     model_threads: int = 0
     # Face embedder: facenet-casia (default; FaceNet 20180408-102900 from the
@@ -204,6 +210,7 @@ ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "MAX_IMAGE_PIXELS": ("max_image_pixels", _positive_int),
     "THUMBNAIL_SIZE": ("thumbnail_size", _positive_int),
     "THUMBNAIL_MARGIN": ("thumbnail_margin", _fraction),
+    "THUMBNAIL_SWEEP_FILES": ("thumbnail_sweep_files", _positive_int),
     "MODEL_THREADS": ("model_threads", _non_negative_int),
     "EMBEDDER": ("embedder", _choice("facenet-casia", "facenet-vggface2")),
     "EMBED_BATCH_SIZE": ("embed_batch_size", _positive_int),
@@ -234,16 +241,18 @@ ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
 URL_NAMES = ("DATABASE_URL", "SQL_CONNECTION_STRING")  # the second is the original manual's name
 
 
+def _checked_url(name: str, value: str) -> str:
+    try:
+        return normalise(value)
+    except ValueError as exc:  # its text never holds the password
+        raise SettingsError(f"{name} {exc}") from None
+
+
 def _database_url(env: Mapping[str, str], data_dir: Path) -> str:
     for name in URL_NAMES:
         value = (env.get(name) or "").strip()
         if value:
-            if "://" not in value:
-                raise SettingsError(
-                    f"{name} must be a SQLAlchemy URL such as "
-                    f"postgresql+psycopg2://user@host:5432/dbname (got {value!r})"
-                )
-            return value
+            return _checked_url(name, value)
     return default_sqlite_url(data_dir)
 
 
@@ -274,6 +283,8 @@ def load_settings(
     if "thumbnail_path" not in values and "data_dir" in values:
         values["thumbnail_path"] = data_dir / "thumbnails"
     values["database_url"] = _database_url(env, data_dir)
+    if overrides.get("database_url"):
+        overrides["database_url"] = _checked_url("--database-url", overrides["database_url"])
     values.update({k: v for k, v in overrides.items() if v is not None})
     known = {f.name for f in fields(Settings)}
     unknown = set(values) - known

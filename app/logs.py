@@ -10,6 +10,7 @@ import sys
 from logging.handlers import RotatingFileHandler
 
 from app.config import Settings
+from app.db.url import mask, password_of
 
 FORMAT = "%(asctime)s %(levelname)s [%(name)s] %(message)s"
 STAGE_FILES = {
@@ -18,11 +19,30 @@ STAGE_FILES = {
 }
 
 
+class RedactingFormatter(logging.Formatter):
+    """Never lets the database password into a log line, tracebacks included: the exact
+    password is replaced, and so is anything that looks like a connection string's."""
+
+    def __init__(self, secrets: list[str]):
+        super().__init__(FORMAT)
+        self.secrets = [s for s in secrets if s]
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = mask(super().format(record))
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+def _secrets(settings: Settings) -> list[str]:
+    return [p for p in (password_of(settings.database_url),) if p and len(p) >= 3]
+
+
 def _file_handler(settings: Settings, name: str) -> logging.Handler:
     handler = RotatingFileHandler(
         settings.log_dir / name, maxBytes=10_000_000, backupCount=5, encoding="utf-8"
     )
-    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.setFormatter(RedactingFormatter(_secrets(settings)))
     return handler
 
 
@@ -33,7 +53,7 @@ def setup_logging(settings: Settings, to_files: bool = True) -> None:
         handler.close()
     root.setLevel(settings.log_level)
     console = logging.StreamHandler(sys.stderr)
-    console.setFormatter(logging.Formatter(FORMAT))
+    console.setFormatter(RedactingFormatter(_secrets(settings)))
     root.addHandler(console)
     if to_files:
         settings.log_dir.mkdir(parents=True, exist_ok=True)

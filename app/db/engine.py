@@ -7,8 +7,14 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.db.url import normalise
+
+
+APPLICATION_NAME = "facegroup"  # in pg_stat_activity, so operators see the worker's connections
+
 
 def make_engine(url: str) -> Engine:
+    url = normalise(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -16,7 +22,8 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    connect_args = {} if "application_name" in parsed.query else {"application_name": APPLICATION_NAME}
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

@@ -136,8 +136,13 @@ class Faces(Base):
     # float32 bytes, L2-normalised; compared only with embeddings of the same model.
     Embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
     EmbeddingModel: Mapped[str | None] = mapped_column(String(64))
-    # Why this face could not be embedded (image gone, unreadable): not retried.
+    # Why the last try to embed this face failed. With EmbedAttempts >= MAX_ATTEMPTS it
+    # is given up (failed for good); below that it is tried again after a delay.
     EmbedError: Mapped[str | None] = mapped_column(Text)
+    # The embedding stage's queue, as MediaItems' for detection: attempts and lease.
+    EmbedAttempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    EmbedLockedBy: Mapped[str | None] = mapped_column(String(128))
+    EmbedLockedUntil: Mapped[datetime | None] = mapped_column(UTCDateTime())
     Confidence: Mapped[float | None] = mapped_column(Float)
     # JSON text [[x,y] x5]: right eye, left eye, nose, right mouth, left mouth corner.
     Landmarks: Mapped[str | None] = mapped_column(Text)

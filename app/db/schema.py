@@ -10,12 +10,10 @@ from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import Engine, inspect
 
+from app.errors import SchemaError
+
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACT_TABLES = ("MediaFile", "MediaItems", "Faces", "Persons")
-
-
-class SchemaError(RuntimeError):
-    """The database schema does not match this code; the message says what to run."""
 
 
 def alembic_config(url: str) -> Config:

@@ -10,11 +10,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from app.pipeline.faces import DetectedFace
-
-
-class ModelUnavailable(RuntimeError):
-    """A backend's weights or packages are missing; the message says how to get them."""
+from app.types import DetectedFace
 
 
 class Detector(Protocol):

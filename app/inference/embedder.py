@@ -11,8 +11,6 @@ from typing import Protocol
 
 import numpy as np
 
-from app.inference.detector import ModelUnavailable  # noqa: F401  (re-exported for backends)
-
 # setting -> the name stored in Faces.EmbeddingModel
 MODEL_NAMES = {
     "facenet-casia": "facenet-casia-20180408",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.inference.detector import ModelUnavailable
+from app.errors import ModelUnavailable
 from app.inference.embedder import model_name
 
 MODEL_NAME = model_name("facenet-casia")  # stored in Faces.EmbeddingModel

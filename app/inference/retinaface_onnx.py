@@ -17,8 +17,8 @@ from typing import Sequence
 
 import numpy as np
 
-from app.inference.detector import ModelUnavailable
-from app.pipeline.faces import Box, DetectedFace
+from app.errors import ModelUnavailable
+from app.types import Box, DetectedFace
 
 # The network's configuration ("cfg_mnet" of the original training code).
 STRIDES = (8, 16, 32)

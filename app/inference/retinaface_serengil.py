@@ -20,8 +20,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from app.inference.detector import ModelUnavailable
-from app.pipeline.faces import Box, DetectedFace
+from app.errors import ModelUnavailable
+from app.types import Box, DetectedFace
 
 # retina-face names the landmarks from the subject's point of view, like our order.
 LANDMARK_KEYS = ("right_eye", "left_eye", "nose", "mouth_right", "mouth_left")

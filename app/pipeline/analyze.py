@@ -9,7 +9,8 @@ import numpy as np
 
 from app.inference.detector import Detector
 from app.pipeline import resize
-from app.pipeline.faces import DetectedFace, square_crop
+from app.pipeline.faces import square_crop
+from app.types import DetectedFace
 from app.pipeline.quality import Gates, is_usable, laplacian_variance
 from app.pipeline.thumbnail import thumbnail_jpeg
 

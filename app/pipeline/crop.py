@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from app.pipeline.faces import Box, box_crop, square_crop
+from app.pipeline.faces import box_crop, square_crop
+from app.types import Box
 
 INPUT_SIZE = 160
 

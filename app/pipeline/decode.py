@@ -15,7 +15,16 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 
 class DecodeError(Exception):
-    """The file cannot be used as an image; the message is stored on the media item."""
+    """The file cannot be used as an image; the message is stored on the media item.
+
+    `permanent`: retrying cannot help (an empty file, not an image, too many pixels), so
+    the item fails at once; the others (file missing, I/O error, truncated data: a file
+    still being copied) are retried after RETRY_DELAY_SECONDS.
+    """
+
+    def __init__(self, message: str, permanent: bool = False):
+        super().__init__(message)
+        self.permanent = permanent
 
 
 @dataclass(frozen=True)
@@ -42,9 +51,9 @@ def load(path: Path, max_pixels: int, at_least: int | None = None) -> Decoded:
     if not path.exists():
         raise DecodeError(f"file not found: {path}")
     if not path.is_file():
-        raise DecodeError(f"not a regular file: {path}")
+        raise DecodeError(f"not a regular file: {path}", permanent=True)
     if path.stat().st_size == 0:
-        raise DecodeError("empty file (0 bytes)")
+        raise DecodeError("empty file (0 bytes)", permanent=True)
     try:
         with warnings.catch_warnings():
             # Our own limit below replaces Pillow's bomb check (a warning, then an error at 2x).
@@ -54,10 +63,10 @@ def load(path: Path, max_pixels: int, at_least: int | None = None) -> Decoded:
                 if w * h > max_pixels:
                     raise DecodeError(
                         f"image too large: {w}x{h} = {w * h:,} pixels, "
-                        f"limit {max_pixels:,} (MAX_IMAGE_PIXELS)"
+                        f"limit {max_pixels:,} (MAX_IMAGE_PIXELS)", permanent=True,
                     )
                 if w == 0 or h == 0:
-                    raise DecodeError(f"image has no pixels: {w}x{h}")
+                    raise DecodeError(f"image has no pixels: {w}x{h}", permanent=True)
                 turned = img.getexif().get(0x0112) in _SWAPPING
                 if at_least and img.format == "JPEG" and max(w, h) >= 2 * at_least:
                     img.draft("RGB", (max(1, w * at_least // max(w, h)), max(1, h * at_least // max(w, h))))
@@ -68,11 +77,11 @@ def load(path: Path, max_pixels: int, at_least: int | None = None) -> Decoded:
     except DecodeError:
         raise
     except UnidentifiedImageError:
-        raise DecodeError("not an image file (unrecognised format)") from None
+        raise DecodeError("not an image file (unrecognised format)", permanent=True) from None
     except Image.DecompressionBombError as exc:
         # Pillow refuses images above twice its own limit (about 179 MP) at open,
         # before our check can run; its message gives the pixel count.
-        raise DecodeError(f"image too large: {exc}") from None
+        raise DecodeError(f"image too large: {exc}", permanent=True) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         # Truncated or corrupt data: Pillow raises OSError ("image file is truncated",
         # "broken data stream"), SyntaxError (bad PNG chunks) or ValueError.

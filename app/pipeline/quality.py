@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.pipeline.faces import Box, DetectedFace
+from app.types import Box, DetectedFace
 
 # ITU-R BT.601 luma weights.
 _LUMA = np.array([0.299, 0.587, 0.114])

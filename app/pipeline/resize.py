@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from app.pipeline.faces import Box, DetectedFace
+from app.types import Box, DetectedFace
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import ASSIGNED_USER, Faces
+from app.pipeline.reconcile import StoredFace
+from app.types import Box
 
 FACES = Faces.__table__  # Core table: executemany UPDATEs keyed by bind parameters
 
@@ -20,15 +22,7 @@ class NewFace:
     landmarks: str
     blur: float
     is_usable: bool
-
-
-@dataclass(frozen=True)
-class StoredFace:
-    face_id: int
-    media_file_id: int
-    bounding_box: str | None
     thumbnail_path: str | None
-    set_by_user: bool
 
 
 def set_by_user(assigned_by: str | None, person_id: int | None) -> bool:
@@ -36,15 +30,35 @@ def set_by_user(assigned_by: str | None, person_id: int | None) -> bool:
     return assigned_by == ASSIGNED_USER or (assigned_by is None and person_id is not None)
 
 
-def faces_of_media(session: Session, media_file_ids: Sequence[int]) -> list[StoredFace]:
+def _box(text: str | None) -> Box | None:
+    try:
+        return Box.from_json(text) if text else None
+    except (ValueError, KeyError, TypeError):  # another application wrote something else
+        return None
+
+
+def faces_of_media(session: Session, media_file_ids: Sequence[int]) -> dict[int, list[StoredFace]]:
+    """media file id -> its stored faces, as re-detection reconciles them."""
+    out: dict[int, list[StoredFace]] = {}
     if not media_file_ids:
-        return []
+        return out
     rows = session.execute(
-        select(Faces.Id, Faces.MediaFileId, Faces.BoundingBox, Faces.ThumbnailPath,
+        select(Faces.MediaFileId, Faces.Id, Faces.BoundingBox, Faces.ThumbnailPath,
                Faces.AssignedBy, Faces.PersonId)
         .where(Faces.MediaFileId.in_(media_file_ids))
+        .order_by(Faces.Id)
     ).all()
-    return [StoredFace(r[0], r[1], r[2], r[3], set_by_user(r[4], r[5])) for r in rows]
+    for r in rows:
+        out.setdefault(r[0], []).append(StoredFace(r[1], _box(r[2]), r[3], set_by_user(r[4], r[5])))
+    return out
+
+
+def thumbnails_of_media_range(session: Session, first: int, last: int) -> set[str]:
+    """ThumbnailPath of every face of media files first..last (the thumbnail sweep)."""
+    rows = session.execute(
+        select(Faces.ThumbnailPath).where(Faces.MediaFileId.between(first, last), Faces.ThumbnailPath.is_not(None))
+    )
+    return {r[0] for r in rows}
 
 
 def delete_faces(session: Session, face_ids: Sequence[int]) -> None:
@@ -66,16 +80,9 @@ def insert_faces(session: Session, faces: Sequence[NewFace]) -> list[int]:
                 "Landmarks": f.landmarks,
                 "Blur": f.blur,
                 "IsUsable": f.is_usable,
+                "ThumbnailPath": f.thumbnail_path,
             }
             for f in faces
         ],
     ).all()
     return [r[0] for r in rows]
-
-
-def set_thumbnails(session: Session, paths: Sequence[tuple[int, str]]) -> None:
-    if paths:
-        session.execute(
-            update(FACES).where(FACES.c.Id == bindparam("face_id")).values(ThumbnailPath=bindparam("path")),
-            [{"face_id": fid, "path": path} for fid, path in paths],
-        )

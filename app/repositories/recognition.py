@@ -35,24 +35,23 @@ class FaceToEmbed:
     landmarks: str | None
 
 
-def claim_faces_to_embed(session: Session, limit: int) -> list[FaceToEmbed]:
-    """Usable faces with no embedding, grouped by photo; rows locked (SKIP LOCKED) so
-    parallel workers embed different faces. The lock lasts until the caller commits."""
+def faces_to_embed(session: Session, face_ids: Sequence[int]) -> list[FaceToEmbed]:
+    """What embedding needs of these (claimed) faces, a photo's faces together."""
+    if not face_ids:
+        return []
     rows = session.execute(
         select(Faces.Id, Faces.MediaFileId, MediaFile.FilePath, Faces.BoundingBox, Faces.Landmarks)
         .join(MediaFile, MediaFile.Id == Faces.MediaFileId)
-        .where(Faces.Embedding.is_(None), Faces.IsUsable.is_(True), Faces.EmbedError.is_(None))
+        .where(Faces.Id.in_(face_ids))
         .order_by(Faces.MediaFileId, Faces.Id)
-        .limit(limit)
-        .with_for_update(of=Faces, skip_locked=True)
     ).all()
     return [FaceToEmbed(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
 
-def count_faces_to_embed(session: Session) -> int:
+def count_faces_to_embed(session: Session, max_attempts: int) -> int:
     return session.scalar(
         select(func.count()).select_from(Faces).where(
-            Faces.Embedding.is_(None), Faces.IsUsable.is_(True), Faces.EmbedError.is_(None))
+            Faces.Embedding.is_(None), Faces.IsUsable.is_(True), Faces.EmbedAttempts < max_attempts)
     ) or 0
 
 
@@ -61,18 +60,9 @@ def save_embeddings(session: Session, rows: Sequence[tuple[int, bytes]], model: 
         session.execute(
             update(FACES)
             .where(FACES.c.Id == bindparam("face_id"))
-            .values(Embedding=bindparam("vector"), EmbeddingModel=model, EmbedError=None),
+            .values(Embedding=bindparam("vector"), EmbeddingModel=model, EmbedError=None,
+                    EmbedLockedBy=None, EmbedLockedUntil=None),
             [{"face_id": fid, "vector": vec} for fid, vec in rows],
-        )
-
-
-def save_embed_errors(session: Session, rows: Sequence[tuple[int, str]]) -> None:
-    if rows:
-        session.execute(
-            update(FACES)
-            .where(FACES.c.Id == bindparam("face_id"))
-            .values(EmbedError=bindparam("error")),
-            [{"face_id": fid, "error": err[:2000]} for fid, err in rows],
         )
 
 

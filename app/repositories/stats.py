@@ -26,7 +26,8 @@ class Counts:
     faces_total: int
     faces_embedded: int
     faces_unusable: int
-    faces_embed_failed: int
+    faces_embed_failed: int  # given up after MAX_ATTEMPTS
+    faces_embed_retrying: int  # failed, will be tried again
     faces_assigned: int
     persons_total: int
     persons_named: int
@@ -58,12 +59,14 @@ def counts(session: Session, now: datetime, max_attempts: int) -> Counts:
             _count(and_(failed, MediaItems.Attempts >= max_attempts)),
         ).select_from(MediaItems)
     ).one()
+    not_embedded = and_(Faces.Embedding.is_(None), Faces.IsUsable.is_(True))
     f = session.execute(
         select(
             func.count(),
             _count(Faces.Embedding.is_not(None)),
             _count(Faces.IsUsable.is_(False)),
-            _count(Faces.EmbedError.is_not(None)),
+            _count(and_(not_embedded, Faces.EmbedAttempts >= max_attempts)),
+            _count(and_(not_embedded, Faces.EmbedAttempts < max_attempts, Faces.EmbedError.is_not(None))),
             _count(Faces.PersonId.is_not(None)),
         ).select_from(Faces)
     ).one()
@@ -81,7 +84,8 @@ def counts(session: Session, now: datetime, max_attempts: int) -> Counts:
         faces_embedded=f[1],
         faces_unusable=f[2],
         faces_embed_failed=f[3],
-        faces_assigned=f[4],
+        faces_embed_retrying=f[4],
+        faces_assigned=f[5],
         persons_total=p[0],
         persons_named=p[1],
     )

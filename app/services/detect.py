@@ -1,17 +1,19 @@
-"""Detection use case: claim pending media in batches, find faces, store them.
+"""Detection use case: claim pending media, find faces, store them.
 
-Per batch: one short transaction claims the items (lease), the images are analysed
-with no transaction open, then one transaction stores every result, each item inside
-its own savepoint so one bad row never rolls back the others.
+The stage follows the shared queue discipline (app/services/work_queue.py). Per batch:
+a short transaction claims the items; with no transaction open the images are decoded
+(the next ones in a background thread while the model runs), analysed, and their face
+thumbnails written; a short transaction then reconciles the new faces with the stored
+ones (app/pipeline/reconcile.py) and stores them; old thumbnail files are deleted after
+the commit. Each step is timed.
 """
 from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict, deque
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -22,16 +24,17 @@ from app.db.types import utcnow
 from app.inference.detector import Detector
 from app.pipeline.analyze import AnalyzeOptions, FoundFace, analyze_image
 from app.pipeline.decode import DecodeError, Decoded, load
-from app.pipeline.faces import Box
 from app.pipeline.quality import Gates
-from app.pipeline.thumbnail import stale_thumbnails, thumbnail_path, write_atomic
+from app.pipeline.reconcile import reconcile
 from app.repositories import faces as faces_repo
 from app.repositories import media as media_repo
-from app.worker.stop import StopFlag
+from app.repositories import queue as q_repo
+from app.services import work_queue
+from app.services.work_queue import Problem
+from app.stopping import StopFlag
+from app.storage import thumbnails
 
 log = logging.getLogger("app.detection")
-# A new detection this close to a face a user assigned is that same face.
-SAME_FACE_IOU = 0.5
 
 
 @dataclass
@@ -41,6 +44,7 @@ class DetectReport:
     failed: int = 0
     seconds: float = 0.0
     failures: list[tuple[int, str]] = field(default_factory=list)  # (item id, reason)
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
 
     def add(self, other: "DetectReport") -> None:
         self.images += other.images
@@ -48,13 +52,8 @@ class DetectReport:
         self.failed += other.failed
         self.seconds += other.seconds
         self.failures.extend(other.failures)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    item: media_repo.ClaimedItem
-    faces: list[FoundFace] | None  # None: failed
-    error: str = ""
+        for k, v in other.timings.items():
+            self.timings[k] = self.timings.get(k, 0.0) + v
 
 
 def analyze_options(settings: Settings) -> AnalyzeOptions:
@@ -66,6 +65,12 @@ def analyze_options(settings: Settings) -> AnalyzeOptions:
         thumbnail_size=settings.thumbnail_size,
         thumbnail_margin=settings.thumbnail_margin,
     )
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    item: media_repo.ClaimedItem
+    faces: list[tuple[FoundFace, str]]  # each face with its thumbnail file, written already
 
 
 def _prefetch(items: list[media_repo.ClaimedItem], max_pixels: int, max_side: int, depth: int = 2
@@ -97,152 +102,151 @@ def _prefetch(items: list[media_repo.ClaimedItem], max_pixels: int, max_side: in
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _analyze_item(item: media_repo.ClaimedItem, get_image: Callable[[], Decoded],
-                  detector: Detector, opts: AnalyzeOptions) -> Outcome:
-    try:
-        decoded = get_image()
-        return Outcome(item, analyze_image(decoded.rgb, detector, opts, (decoded.width, decoded.height)))
-    except DecodeError as exc:
-        return Outcome(item, None, str(exc))
-    except MemoryError:
-        return Outcome(item, None, "out of memory while processing the image")
-    except Exception as exc:  # a model or library failure on one image must not stop the batch
-        log.exception("item %d (%s): unexpected error", item.item_id, item.file_path)
-        return Outcome(item, None, f"unexpected error: {type(exc).__name__}: {exc}")
+class DetectionStage:
+    queue = q_repo.DETECTION
+    log = log
 
+    def __init__(self, detector: Detector, settings: Settings):
+        self.detector = detector
+        self.settings = settings
+        self.opts = analyze_options(settings)
+        self.paths: dict[int, str] = {}
+        self.obsolete: dict[int, list[str | None]] = {}  # item id -> files to delete once committed
+        self.timings: dict[str, float] = {}
 
-def _store_items(session: Session, outcomes: list[Outcome], thumbs_root: Path, now) -> dict[int, int]:
-    """Store the faces of these items and mark them done, in a few statements for all of
-    them. Returns the face count per item id."""
-    media_ids = [o.item.media_file_id for o in outcomes]
-    existing = faces_repo.faces_of_media(session, media_ids)
-    kept: dict[int, list[faces_repo.StoredFace]] = defaultdict(list)
-    for f in existing:
-        if f.set_by_user:
-            kept[f.media_file_id].append(f)
-    faces_repo.delete_faces(session, [f.face_id for f in existing if not f.set_by_user])
+    def _time(self, step: str, since: float) -> None:
+        self.timings[step] = self.timings.get(step, 0.0) + time.perf_counter() - since
 
-    new: list[tuple[Outcome, FoundFace]] = []
-    for o in outcomes:
-        kept_boxes = [Box.from_json(k.bounding_box) for k in kept[o.item.media_file_id] if k.bounding_box]
-        new.extend((o, f) for f in o.faces or [] if all(f.face.box.iou(b) < SAME_FACE_IOU for b in kept_boxes))
-    ids = faces_repo.insert_faces(session, [
-        faces_repo.NewFace(
-            media_file_id=o.item.media_file_id, bounding_box=f.face.box.to_json(), confidence=f.face.score,
-            landmarks=f.face.landmarks_json(), blur=f.blur, is_usable=f.usable,
-        )
-        for o, f in new
-    ])
-    paths: list[tuple[int, str]] = []
-    files: dict[int, set[Path]] = {m: {Path(k.thumbnail_path) for k in kept[m] if k.thumbnail_path} for m in media_ids}
-    counts = {o.item.item_id: len(kept[o.item.media_file_id]) for o in outcomes}
-    for face_id, (o, found) in zip(ids, new):
-        path = thumbnail_path(thumbs_root, o.item.media_file_id, face_id)
-        write_atomic(path, found.thumbnail)
-        paths.append((face_id, str(path)))
-        files[o.item.media_file_id].add(path)
-        counts[o.item.item_id] += 1
-    faces_repo.set_thumbnails(session, paths)
-    for media_id in media_ids:
-        for stale in stale_thumbnails(thumbs_root, media_id, files[media_id]):
-            stale.unlink(missing_ok=True)
-    media_repo.mark_done(session, list(counts.items()), now)
-    return counts
+    def describe(self, item_id: int) -> str:
+        return f"item {item_id} ({self.paths.get(item_id, '?')})"
 
+    def result_id(self, result: ItemResult) -> int:
+        return result.item.item_id
 
-def _store(sessions: sessionmaker[Session], outcomes: list[Outcome], settings: Settings,
-           report: DetectReport) -> None:
-    now = utcnow()
-    retry_at = now + timedelta(seconds=settings.retry_delay_seconds)
-    worker = settings.worker_id
-    with sessions.begin() as session:
-        held = media_repo.held_by(session, [o.item.item_id for o in outcomes], worker)
-        for o in outcomes:
-            if o.item.item_id not in held:
-                log.warning("item %d: lease lost to another worker; result dropped", o.item.item_id)
-        found = [o for o in outcomes if o.faces is not None and o.item.item_id in held]
-        failed = [o for o in outcomes if o.faces is None and o.item.item_id in held]
-        counts: dict[int, int] = {}
+    def fetch(self, session: Session, ids: list[int]) -> list[media_repo.ClaimedItem]:
+        items = media_repo.claimed_items(session, ids)
+        self.paths.update((i.item_id, i.file_path) for i in items)
+        return items
+
+    def _analyze(self, item: media_repo.ClaimedItem, get_image: Callable[[], Decoded]) -> ItemResult | Problem:
         try:
-            with session.begin_nested():
-                counts = _store_items(session, found, settings.thumbnail_path, now)
-        except Exception:
-            # Find the item at fault: store one by one, each in its own savepoint.
-            log.warning("storing the batch failed; storing its items one by one", exc_info=True)
-            for o in found:
-                try:
-                    with session.begin_nested():
-                        counts.update(_store_items(session, [o], settings.thumbnail_path, now))
-                except Exception as exc:
-                    log.exception("item %d (%s): could not store faces", o.item.item_id, o.item.file_path)
-                    failed.append(Outcome(o.item, None, f"could not store faces: {type(exc).__name__}: {exc}"))
-        report.images += len(counts)
-        report.faces += sum(counts.values())
-        for o in failed:
-            media_repo.mark_failed(session, o.item.item_id, worker, o.error, retry_at)
-            attempts_left = settings.max_attempts - o.item.attempt
-            log.error(
-                "item %d (%s) failed (attempt %d of %d%s): %s",
-                o.item.item_id, o.item.file_path, o.item.attempt, settings.max_attempts,
-                "" if attempts_left > 0 else ", giving up", o.error,
+            started = time.perf_counter()
+            decoded = get_image()
+            self._time("decode wait", started)
+            started = time.perf_counter()
+            found = analyze_image(decoded.rgb, self.detector, self.opts, (decoded.width, decoded.height))
+            self._time("detect", started)
+        except DecodeError as exc:
+            return Problem(item.item_id, str(exc), permanent=exc.permanent)
+        except MemoryError:
+            return Problem(item.item_id, "out of memory while processing the image")
+        except Exception as exc:  # a model or library failure on one image must not stop the batch
+            log.exception("%s: unexpected error", self.describe(item.item_id))
+            return Problem(item.item_id, f"unexpected error: {type(exc).__name__}: {exc}")
+        started = time.perf_counter()
+        try:
+            files = [str(thumbnails.write(self.settings.thumbnail_path, item.media_file_id, f.thumbnail))
+                     for f in found]
+        except OSError as exc:
+            return Problem(item.item_id, f"cannot write face thumbnails under {self.settings.thumbnail_path}: {exc}")
+        finally:
+            self._time("thumbnails", started)
+        return ItemResult(item, list(zip(found, files)))
+
+    def work(self, items, stop: StopFlag | None):
+        results: list[ItemResult] = []
+        problems: list[Problem] = []
+        for item, get_image in _prefetch(items, self.opts.max_pixels, self.opts.max_side):
+            if stop is not None and stop.is_set():
+                break
+            outcome = self._analyze(item, get_image)
+            (problems if isinstance(outcome, Problem) else results).append(outcome)
+        return results, problems
+
+    def store(self, session: Session, results: list[ItemResult]) -> None:
+        started = time.perf_counter()
+        stored = faces_repo.faces_of_media(session, [r.item.media_file_id for r in results])
+        new: list[faces_repo.NewFace] = []
+        done: list[tuple[int, int]] = []
+        doomed: list[int] = []
+        for r in results:
+            plan = reconcile(stored.get(r.item.media_file_id, []), r.faces, [f.face.box for f, _ in r.faces])
+            doomed.extend(s.face_id for s in plan.delete)
+            self.obsolete[r.item.item_id] = [s.thumbnail_path for s in plan.delete] + [p for _, p in plan.skip]
+            new.extend(
+                faces_repo.NewFace(
+                    media_file_id=r.item.media_file_id, bounding_box=f.face.box.to_json(), confidence=f.face.score,
+                    landmarks=f.face.landmarks_json(), blur=f.blur, is_usable=f.usable, thumbnail_path=path,
+                )
+                for f, path in plan.insert
             )
-            report.images += 1
-            report.failed += 1
-            report.failures.append((o.item.item_id, o.error))
+            done.append((r.item.item_id, len(plan.keep) + len(plan.insert)))
+        faces_repo.delete_faces(session, doomed)
+        faces_repo.insert_faces(session, new)
+        media_repo.mark_done(session, done, utcnow())
+        self._time("store", started)
+
+    def after_commit(self, stored: list[ItemResult], dropped: list[ItemResult]) -> None:
+        for r in stored:
+            thumbnails.delete(self.obsolete.pop(r.item.item_id, []))
+        for r in dropped:  # not recorded: their new thumbnails belong to nobody
+            self.obsolete.pop(r.item.item_id, None)
+            thumbnails.delete(p for _, p in r.faces)
 
 
-def run_batch(sessions: sessionmaker[Session], detector: Detector, settings: Settings,
+def sweep_thumbnails(sessions: sessionmaker[Session], settings: Settings) -> thumbnails.SweepReport:
+    """Remove face thumbnails no face row points to (photos deleted by another application,
+    a crash between writing a thumbnail and storing its face); bounded work per run."""
+    def referenced(first: int, last: int) -> set[str]:
+        with sessions() as session:
+            return faces_repo.thumbnails_of_media_range(session, first, last)
+
+    report = thumbnails.sweep(settings.thumbnail_path, referenced, settings.lease_seconds,
+                              settings.thumbnail_sweep_files)
+    if report.removed:
+        log.info("removed %d orphaned face thumbnails (%d files in %d folders checked)",
+                 report.removed, report.files, report.folders)
+    return report
+
+
+def run_batch(sessions: sessionmaker[Session], stage: DetectionStage, settings: Settings,
               stop: StopFlag | None = None) -> DetectReport | None:
     """Claim and process one batch. None when nothing was claimable."""
     started = time.perf_counter()
-    now = utcnow()
-    with sessions.begin() as session:
-        abandoned = media_repo.give_up_abandoned(session, now, settings.max_attempts)
-        claimed = media_repo.claim_batch(
-            session, settings.worker_id, settings.detect_batch_size, now,
-            now + timedelta(seconds=settings.lease_seconds), settings.max_attempts,
-        )
-    if abandoned:
-        log.warning("%d item(s) were abandoned by a stopped worker on their last attempt; marked failed", abandoned)
-    if not claimed:
+    batch = work_queue.run_batch(sessions, stage, settings, settings.detect_batch_size, stop)
+    if batch is None:
         return None
-    opts = analyze_options(settings)
-    outcomes: list[Outcome] = []
-    for item, get_image in _prefetch(claimed, opts.max_pixels, opts.max_side):
-        if stop is not None and stop.is_set():
-            break
-        outcomes.append(_analyze_item(item, get_image, detector, opts))
-    report = DetectReport()
-    _store(sessions, outcomes, settings, report)
-    unstarted = [c.item_id for c in claimed[len(outcomes):]]
-    if unstarted:
-        with sessions.begin() as session:
-            media_repo.release(session, unstarted, settings.worker_id)
-        log.info("released %d claimed item(s) not started", len(unstarted))
-    report.seconds = time.perf_counter() - started
-    log.info(
-        "batch: %d images, %d faces, %d failed in %.1f s",
-        report.images, report.faces, report.failed, report.seconds,
+    report = DetectReport(
+        images=batch.done + batch.failed, faces=sum(len(r.faces) for r in batch.results),
+        failed=batch.failed, failures=batch.failures, seconds=time.perf_counter() - started,
     )
+    log.info("batch: %d images, %d faces, %d failed in %.1f s",
+             report.images, report.faces, report.failed, report.seconds)
     return report
 
 
 def detect_pending(sessions: sessionmaker[Session], detector: Detector, settings: Settings,
                    stop: StopFlag | None = None) -> DetectReport:
-    """Process batches until nothing is claimable (or a stop is requested)."""
+    """Process batches until nothing is claimable (or a stop is requested), then sweep
+    orphaned thumbnails."""
     total = DetectReport()
     detector.load()
+    stage = DetectionStage(detector, settings)
+    work_queue.start(sessions, stage.queue, settings, log)
     while not (stop is not None and stop.is_set()):
-        report = run_batch(sessions, detector, settings, stop)
+        report = run_batch(sessions, stage, settings, stop)
         if report is None:
             break
         total.add(report)
+    sweep_thumbnails(sessions, settings)
+    total.timings = dict(stage.timings)
     if total.images:
         rate = total.images / total.seconds if total.seconds else 0.0
+        steps = ", ".join(f"{k} {v:.1f} s" for k, v in total.timings.items())
         log.info(
-            "detected %d faces in %d images (%d failed) in %.1f s: %.1f images/s, %.1f faces/s",
+            "detected %d faces in %d images (%d failed) in %.1f s: %.1f images/s, %.1f faces/s%s",
             total.faces, total.images, total.failed, total.seconds, rate,
-            total.faces / total.seconds if total.seconds else 0.0,
+            total.faces / total.seconds if total.seconds else 0.0, f" ({steps})" if steps else "",
         )
     else:
         log.info("no pending media items")

@@ -1,14 +1,18 @@
 """Embedding use case: every usable face without an embedding gets one.
 
-Faces are taken in batches with row locks (SKIP LOCKED), so several workers can embed
-at once without doing the same face twice; each batch is one transaction. A face whose
-photo cannot be read any more gets EmbedError and is not retried.
+The stage follows the shared queue discipline (app/services/work_queue.py): faces are
+claimed in a short transaction (a photo's faces together, so each photo is decoded once
+per batch), cropped and embedded with no transaction open, and stored in a short
+transaction. A face that fails (its photo unreadable, a crop or model error) is retried
+at most MAX_ATTEMPTS times and then left with its reason in EmbedError; the others go on.
+When the model fails on a batch, the batch is embedded face by face so only the face at
+fault fails.
 """
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
 
@@ -19,8 +23,12 @@ from app.config import Settings
 from app.inference.embedder import Embedder
 from app.pipeline.crop import face_crop, l2_normalise, standardise
 from app.pipeline.decode import DecodeError, load_rgb
-from app.pipeline.faces import Box
+from app.repositories import queue as q_repo
 from app.repositories import recognition as repo
+from app.services import work_queue
+from app.services.work_queue import Problem
+from app.stopping import StopFlag
+from app.types import Box
 
 log = logging.getLogger("app.recognition")
 PROGRESS_EVERY_SECONDS = 10.0
@@ -31,6 +39,7 @@ class EmbedReport:
     faces: int = 0
     failed: int = 0
     seconds: float = 0.0
+    failures: list[tuple[int, str]] = field(default_factory=list)  # (face id, reason)
 
 
 def embed_crops(embedder: Embedder, crops: np.ndarray, flip: bool) -> np.ndarray:
@@ -41,45 +50,104 @@ def embed_crops(embedder: Embedder, crops: np.ndarray, flip: bool) -> np.ndarray
     return l2_normalise(vectors)
 
 
-def _crops(batch: list[repo.FaceToEmbed], settings: Settings):
-    """Crops of the faces whose photo could be read, and errors for the others."""
-    crops, ok, errors = [], [], []
-    for media_id, faces in groupby(batch, key=lambda f: f.media_file_id):
-        faces = list(faces)
+@dataclass(frozen=True)
+class Embedded:
+    face_id: int
+    vector: bytes
+
+
+class EmbeddingStage:
+    queue = q_repo.EMBEDDING
+    log = log
+
+    def __init__(self, embedder: Embedder, settings: Settings):
+        self.embedder = embedder
+        self.settings = settings
+        self.paths: dict[int, str] = {}
+
+    def describe(self, face_id: int) -> str:
+        return f"face {face_id} ({self.paths.get(face_id, '?')})"
+
+    def result_id(self, result: Embedded) -> int:
+        return result.face_id
+
+    def fetch(self, session: Session, ids: list[int]) -> list[repo.FaceToEmbed]:
+        faces = repo.faces_to_embed(session, ids)
+        self.paths.update((f.face_id, f.file_path) for f in faces)
+        return faces
+
+    def _crops(self, faces: list[repo.FaceToEmbed], stop: StopFlag | None):
+        """(face ids, crops) of the faces that could be cropped, and problems for the others."""
+        ids, crops, problems = [], [], []
+        for _, group in groupby(faces, key=lambda f: f.media_file_id):
+            if stop is not None and stop.is_set():
+                break
+            group = list(group)
+            try:
+                image = load_rgb(Path(group[0].file_path), self.settings.max_image_pixels)
+            except DecodeError as exc:
+                problems.extend(Problem(f.face_id, f"cannot read the photo: {exc}", exc.permanent) for f in group)
+                continue
+            except MemoryError:
+                problems.extend(Problem(f.face_id, "out of memory while reading the photo") for f in group)
+                continue
+            for f in group:
+                try:
+                    crops.append(face_crop(image, Box.from_json(f.bounding_box), self.settings.embed_crop_margin,
+                                           square=False))
+                    ids.append(f.face_id)
+                except Exception as exc:  # one bad box (written by another application?) fails alone
+                    problems.append(Problem(f.face_id, f"cannot crop the face: {type(exc).__name__}: {exc}"))
+        return ids, crops, problems
+
+    def _embed(self, ids: list[int], crops: list[np.ndarray]) -> tuple[list[Embedded], list[Problem]]:
         try:
-            image = load_rgb(Path(faces[0].file_path), settings.max_image_pixels)
-        except DecodeError as exc:
-            errors.extend((f.face_id, f"cannot read the photo: {exc}") for f in faces)
-            continue
-        for f in faces:
-            box = Box.from_json(f.bounding_box)
-            crops.append(face_crop(image, box, settings.embed_crop_margin, square=False))
-            ok.append(f.face_id)
-    return crops, ok, errors
+            vectors = embed_crops(self.embedder, np.stack(crops), self.settings.embed_flip)
+            return [Embedded(i, v.tobytes()) for i, v in zip(ids, vectors)], []
+        except Exception as exc:
+            if len(ids) == 1:
+                return [], [Problem(ids[0], f"the embedding model failed: {type(exc).__name__}: {exc}")]
+            log.warning("the embedding model failed on a batch of %d faces (%s); embedding them one by one",
+                        len(ids), work_queue.first_line(exc))
+            done, problems = [], []
+            for i, crop in zip(ids, crops):
+                d, p = self._embed([i], [crop])
+                done.extend(d)
+                problems.extend(p)
+            return done, problems
+
+    def work(self, faces: list[repo.FaceToEmbed], stop: StopFlag | None):
+        ids, crops, problems = self._crops(faces, stop)
+        if not crops:
+            return [], problems
+        done, failed = self._embed(ids, crops)
+        return done, problems + failed
+
+    def store(self, session: Session, results: list[Embedded]) -> None:
+        repo.save_embeddings(session, [(r.face_id, r.vector) for r in results], self.embedder.name)
+
+    def after_commit(self, stored, dropped) -> None:
+        pass
 
 
-def embed_pending(sessions: sessionmaker[Session], embedder: Embedder, settings: Settings) -> EmbedReport:
+def embed_pending(sessions: sessionmaker[Session], embedder: Embedder, settings: Settings,
+                  stop: StopFlag | None = None) -> EmbedReport:
     report = EmbedReport()
     started = last_progress = time.perf_counter()
+    stage = EmbeddingStage(embedder, settings)
+    work_queue.start(sessions, stage.queue, settings, log)
     with sessions() as session:
-        total = repo.count_faces_to_embed(session)
+        total = repo.count_faces_to_embed(session, settings.max_attempts)
     if total:
         log.info("embedding %d faces with %s", total, embedder.name)
         embedder.load()
-    while True:
-        with sessions.begin() as session:
-            batch = repo.claim_faces_to_embed(session, settings.embed_batch_size)
-            if not batch:
-                break
-            crops, ok, errors = _crops(batch, settings)
-            if crops:
-                vectors = embed_crops(embedder, np.stack(crops), settings.embed_flip)
-                repo.save_embeddings(session, [(fid, v.tobytes()) for fid, v in zip(ok, vectors)], embedder.name)
-            repo.save_embed_errors(session, errors)
-        for face_id, error in errors:
-            log.error("face %d: %s", face_id, error)
-        report.faces += len(ok)
-        report.failed += len(errors)
+    while not (stop is not None and stop.is_set()):
+        batch = work_queue.run_batch(sessions, stage, settings, settings.embed_batch_size, stop)
+        if batch is None:
+            break
+        report.faces += batch.done
+        report.failed += batch.failed
+        report.failures.extend(batch.failures)
         now = time.perf_counter()
         if now - last_progress >= PROGRESS_EVERY_SECONDS:
             done = report.faces + report.failed

@@ -32,7 +32,7 @@ from app.inference.detector import Detector
 from app.inference.embedder import Embedder
 from app.pipeline import metrics
 from app.pipeline.cluster import cluster_vectors
-from app.pipeline.faces import Box
+from app.types import Box
 from app.repositories import evaluation as repo
 from app.services.assign import cluster_params
 from app.services.detect import detect_pending

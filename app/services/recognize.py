@@ -10,6 +10,7 @@ from app.config import Settings
 from app.inference.embedder import Embedder
 from app.services.assign import AssignReport, assign_unassigned, recluster
 from app.services.embed import EmbedReport, embed_pending
+from app.stopping import StopFlag
 
 log = logging.getLogger("app.recognition")
 
@@ -21,8 +22,11 @@ class RecognizeReport:
 
 
 def recognize(sessions: sessionmaker[Session], embedder: Embedder, settings: Settings,
-              rebuild: bool = False) -> RecognizeReport:
-    embedded = embed_pending(sessions, embedder, settings)
+              rebuild: bool = False, stop: StopFlag | None = None) -> RecognizeReport:
+    embedded = embed_pending(sessions, embedder, settings, stop)
+    if stop is not None and stop.is_set():  # a stop request: clustering can wait for the next run
+        log.info("recognition: %d faces embedded; stopped before assignment", embedded.faces)
+        return RecognizeReport(embedded, AssignReport())
     assigned = recluster(sessions, settings) if rebuild else assign_unassigned(sessions, settings)
     log.info(
         "recognition: %d faces embedded in %.1f s; %d matched, %d joined, %d clustered into %d new "

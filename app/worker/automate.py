@@ -5,9 +5,11 @@ import logging
 from datetime import datetime, timezone
 from typing import Callable
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 
-from app.worker.stop import StopFlag
+from app.errors import DatabaseUnavailable
+from app.services.work_queue import first_line
+from app.stopping import StopFlag
 
 log = logging.getLogger("app.worker")
 
@@ -20,9 +22,8 @@ def automate(run_once: Callable[[StopFlag], object], interval_minutes: float, st
             return
         try:
             run_once(stop)
-        except OperationalError as exc:
-            log.error("database unavailable, next try at the next run: %s",
-                      str(exc.orig or exc).strip().splitlines()[0])
+        except (DatabaseUnavailable, DBAPIError) as exc:
+            log.error("database unavailable, next try at the next run: %s", first_line(exc))
         except Exception:
             # One failed run must not end the service; the next run starts afresh.
             log.exception("run failed; next try at the next run")

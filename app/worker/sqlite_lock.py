@@ -9,9 +9,7 @@ from typing import Iterator
 
 from sqlalchemy.engine import make_url
 
-
-class WorkerBusy(RuntimeError):
-    pass
+from app.errors import WorkerBusy
 
 
 @contextmanager

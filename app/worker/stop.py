@@ -3,26 +3,12 @@ from __future__ import annotations
 
 import logging
 import signal
-import threading
 from contextlib import contextmanager
 from typing import Iterator
 
+from app.stopping import StopFlag
+
 log = logging.getLogger("app.worker")
-
-
-class StopFlag:
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def set(self) -> None:
-        self._event.set()
-
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
-    def wait(self, seconds: float) -> bool:
-        """Sleep up to `seconds`; True as soon as a stop is requested."""
-        return self._event.wait(seconds)
 
 
 @contextmanager

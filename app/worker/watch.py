@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
+from app.errors import DatabaseUnavailable
 from app.inference.detector import Detector
 from app.services.detect import DetectReport, detect_pending
-from app.worker.stop import StopFlag
+from app.services.work_queue import first_line
+from app.stopping import StopFlag
 
 log = logging.getLogger("app.detection")
 MAX_OUTAGE_SLEEP = 300.0
@@ -23,11 +25,10 @@ def watch(sessions: sessionmaker[Session], detector: Detector, settings: Setting
     while not stop.is_set():
         try:
             report = detect_pending(sessions, detector, settings, stop)
-        except OperationalError as exc:
+        except (DatabaseUnavailable, DBAPIError) as exc:
             # The database went away: keep the worker alive and try again later,
             # backing off so an outage does not flood the log.
-            log.error("database unavailable, retrying in %.0f s: %s", outage_sleep,
-                      str(exc.orig or exc).strip().splitlines()[0])
+            log.error("database unavailable, retrying in %.0f s: %s", outage_sleep, first_line(exc))
             stop.wait(outage_sleep)
             outage_sleep = min(outage_sleep * 2, MAX_OUTAGE_SLEEP)
             continue

@@ -58,3 +58,39 @@ def faces_by_media(engine):
         for face in s.execute(select(Faces).order_by(Faces.Id)).scalars():
             out.setdefault(face.MediaFileId, []).append(face)
     return out
+
+
+def install_work_audit(engine):
+    """PostgreSQL triggers that record each time an item is marked done and each time a
+    face gets an embedding, in a table of their own: proof of "processed exactly once"."""
+    from sqlalchemy import text
+
+    statements = [
+        'CREATE TABLE work_audit (kind text NOT NULL, row_id integer NOT NULL)',
+        '''CREATE FUNCTION audit_item_done() RETURNS trigger AS $$ BEGIN
+             IF NEW."IsFacesExtracted" AND NOT OLD."IsFacesExtracted" THEN
+               INSERT INTO work_audit VALUES ('detected', NEW."Id"); END IF;
+             RETURN NEW; END; $$ LANGUAGE plpgsql''',
+        '''CREATE TRIGGER audit_item_done AFTER UPDATE ON "MediaItems"
+             FOR EACH ROW EXECUTE FUNCTION audit_item_done()''',
+        '''CREATE FUNCTION audit_face_embedded() RETURNS trigger AS $$ BEGIN
+             IF NEW."Embedding" IS NOT NULL AND OLD."Embedding" IS NULL THEN
+               INSERT INTO work_audit VALUES ('embedded', NEW."Id"); END IF;
+             RETURN NEW; END; $$ LANGUAGE plpgsql''',
+        '''CREATE TRIGGER audit_face_embedded AFTER UPDATE ON "Faces"
+             FOR EACH ROW EXECUTE FUNCTION audit_face_embedded()''',
+    ]
+    with engine.begin() as conn:
+        for sql in statements:
+            conn.execute(text(sql))
+
+
+def work_audit(engine) -> dict[str, dict[int, int]]:
+    """kind -> {row id: times done}."""
+    from sqlalchemy import text
+
+    out: dict[str, dict[int, int]] = {}
+    with engine.connect() as conn:
+        for kind, row_id, n in conn.execute(text("SELECT kind, row_id, count(*) FROM work_audit GROUP BY 1, 2")):
+            out.setdefault(kind, {})[row_id] = n
+    return out

@@ -7,7 +7,13 @@ import time
 from app.db.engine import make_engine
 from app.worker.sqlite_lock import single_worker
 from tests.integration.conftest import ROOT
-from tests.integration.helpers import faces_by_media, items_by_name, items_by_path
+from tests.integration.helpers import (
+    faces_by_media,
+    install_work_audit,
+    items_by_name,
+    items_by_path,
+    work_audit,
+)
 
 
 def _spawn(cli, *args, **env):
@@ -25,6 +31,7 @@ def test_two_db_workers_on_postgres_process_each_item_once(pg_url, cli_factory, 
     engine = make_engine(pg_url)
     total = len(items_by_path(engine))
     assert total > 100
+    install_work_audit(engine)
 
     env = {"DETECT_BATCH_SIZE": "4", "MODEL_THREADS": "1"}
     workers = [_spawn(cli, "--db", WORKER_ID=f"w{i}", **env) for i in range(2)]
@@ -34,7 +41,9 @@ def test_two_db_workers_on_postgres_process_each_item_once(pg_url, cli_factory, 
     done = [int(out.split("detection: ")[1].split(" images")[0]) for out, _ in outputs]
     assert sum(done) == total and min(done) > 0  # both worked, and together did each item once
     items = items_by_path(engine).values()
-    assert all(i.IsFacesExtracted and i.Attempts == 1 for i in items)  # claimed exactly once
+    assert all(i.IsFacesExtracted and i.Attempts == 0 for i in items)  # no failure, no retry
+    done_times = work_audit(engine)["detected"]
+    assert sorted(done_times) == sorted(i.Id for i in items) and set(done_times.values()) == {1}
     faces = faces_by_media(engine)
     assert all(len(faces.get(i.MediaFileId, [])) == i.FaceCount for i in items)
     engine.dispose()

@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 
 from app.db.engine import make_engine, session_factory
 from app.db.models import ASSIGNED_USER, Faces, MediaFile, Persons
+from app.db.types import utcnow
 from tests.integration.conftest import ROOT
 from tests.integration.helpers import status_counts
 
@@ -192,21 +193,34 @@ def test_two_faces_of_one_photo_never_share_a_person(cli, db_url, tmp_path, face
     assert big[0] != big[1] or big[0] is None
 
 
-def test_unreadable_photo_at_embedding_is_recorded_not_retried(cli, db_url, tmp_path, faces_dev):
+def test_unreadable_photo_at_embedding_is_retried_then_recorded(cli, db_url, tmp_path, faces_dev):
     _copy_identities(faces_dev, tmp_path / "photos", names=["Al_Gore"])
     cli("--ingest", str(tmp_path / "photos"))
     assert cli("--db").returncode == 0
     gone = tmp_path / "photos" / "Al_Gore" / "01.jpg"
     gone.unlink()
-    res = cli("--recognize")
+    # A missing file may come back (a network share): retried after the delay.
+    res = cli("--recognize", RETRY_DELAY_SECONDS="3600")
     assert res.returncode == 1 and "Traceback" not in res.stderr
     engine = make_engine(db_url)
-    with session_factory(engine)() as s:
-        errors = s.execute(select(Faces.EmbedError).join(MediaFile).where(MediaFile.FileName == "01.jpg")).scalars().all()
+
+    def errors():
+        with session_factory(engine)() as s:
+            return s.execute(select(Faces.EmbedError, Faces.EmbedAttempts).join(MediaFile)
+                             .where(MediaFile.FileName == "01.jpg")).all()
+
+    assert errors() and all("not found" in e and n == 1 for e, n in errors())
+    assert status_counts(cli)["embedding failed, will retry"] == len(errors())
+    # Once the retry time has come, and with no delay after that, one run tries it until
+    # MAX_ATTEMPTS, then records it as given up.
+    with session_factory(engine).begin() as s:
+        s.execute(update(Faces).where(Faces.EmbedError.is_not(None)).values(EmbedLockedUntil=utcnow()))
+    res = cli("--recognize", RETRY_DELAY_SECONDS="0", MAX_ATTEMPTS="3")
+    assert res.returncode == 1 and "giving up" in res.stderr
+    assert all(n == 3 for _, n in errors())
+    assert status_counts(cli)["could not be embedded"] == len(errors())
     engine.dispose()
-    assert errors and all("not found" in e for e in errors)
-    assert status_counts(cli)["could not be embedded"] == len(errors)
-    again = cli("--recognize")
+    again = cli("--recognize", RETRY_DELAY_SECONDS="0")
     assert again.returncode == 0 and "0 faces embedded (0 failed)" in again.stdout
 
 

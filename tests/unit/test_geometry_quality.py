@@ -2,9 +2,10 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from app.pipeline import resize
-from app.pipeline.faces import Box, DetectedFace, square_crop
+from app.pipeline.faces import square_crop
+from app.types import Box, DetectedFace
 from app.pipeline.quality import Gates, is_usable, laplacian_variance
-from app.pipeline.thumbnail import stale_thumbnails, thumbnail_jpeg, thumbnail_path
+from app.pipeline.thumbnail import thumbnail_jpeg
 
 
 def _face(x=10, y=10, w=50, h=60, score=0.99):
@@ -37,16 +38,6 @@ def test_thumbnail_is_square_jpeg_of_requested_size():
     import io
     with Image.open(io.BytesIO(data)) as im:
         assert im.size == (112, 112) and im.format == "JPEG"
-
-
-def test_thumbnail_paths_come_from_ids_only(tmp_path):
-    p = thumbnail_path(tmp_path, 123456, 789)
-    assert p == tmp_path / "000123" / "123456_789.jpg"
-    p.parent.mkdir(parents=True)
-    p.write_bytes(b"x")
-    (p.parent / "123456_790.jpg").write_bytes(b"x")
-    (p.parent / "1234567_1.jpg").write_bytes(b"x")  # another media file: never touched
-    assert stale_thumbnails(tmp_path, 123456, {p}) == [p.parent / "123456_790.jpg"]
 
 
 def test_blur_measure_orders_sharp_above_blurred():

@@ -5,7 +5,8 @@ import types
 import numpy as np
 import pytest
 
-from app.inference.detector import ModelUnavailable, make_detector
+from app.errors import ModelUnavailable
+from app.inference.detector import make_detector
 from app.inference.retinaface_serengil import SerengilRetinaFace, to_faces, weights_path
 
 ANSWER = {

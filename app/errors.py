@@ -1,0 +1,39 @@
+"""Every error the worker reports to its user, each carrying the exit code the command
+line returns for it. Imports nothing of ours, so any layer may raise these.
+
+Exit codes: 0 ok, 1 some items failed (not an error class: a normal outcome),
+2 usage, configuration or database error (one line on stderr, no traceback).
+"""
+from __future__ import annotations
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class AppError(Exception):
+    """Base: the message is one line meant for the user; `exit_code` is what main returns."""
+
+    exit_code = EXIT_USAGE
+
+
+class UsageError(AppError):
+    """Bad input on the command line (a missing folder, an unreadable --test image)."""
+
+
+class SettingsError(AppError, ValueError):
+    """A setting is missing or malformed; the message names the variable (never a secret)."""
+
+
+class SchemaError(AppError):
+    """The database schema does not match this code; the message says what to run."""
+
+
+class ModelUnavailable(AppError):
+    """A model backend's weights or packages are missing; the message says how to get them."""
+
+
+class WorkerBusy(AppError):
+    """Another worker holds the embedded SQLite database (one worker per SQLite file)."""
+
+
+class DatabaseUnavailable(AppError):
+    """The database cannot be reached, or the connection kept dropping after retries."""

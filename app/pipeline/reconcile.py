@@ -1,0 +1,46 @@
+"""Re-detection against what is stored: which faces to keep, delete and insert.
+
+Pure: no database, no files. Faces a user decided (assigned, or given a PersonId by
+another application) are kept as they are; a new detection overlapping one of them by
+at least `same_face_iou` is that same face and is not inserted again. Every other stored
+face is replaced by the new detections (re-processing never duplicates faces).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, Sequence, TypeVar
+
+from app.types import Box
+
+F = TypeVar("F")  # a new detection, carried through untouched
+
+# A new detection this close to a face a user assigned is that same face.
+SAME_FACE_IOU = 0.5
+
+
+@dataclass(frozen=True)
+class StoredFace:
+    face_id: int
+    box: Box | None
+    thumbnail_path: str | None
+    set_by_user: bool
+
+
+@dataclass(frozen=True)
+class Plan(Generic[F]):
+    keep: list[StoredFace]
+    delete: list[StoredFace]
+    insert: list[F]
+    skip: list[F]  # detections of faces a user already has
+
+
+def reconcile(stored: Sequence[StoredFace], found: Sequence[F], boxes: Sequence[Box],
+              same_face_iou: float = SAME_FACE_IOU) -> Plan[F]:
+    """`boxes[i]` is the box of `found[i]`, in the same pixels as the stored boxes."""
+    keep = [s for s in stored if s.set_by_user]
+    delete = [s for s in stored if not s.set_by_user]
+    kept_boxes = [s.box for s in keep if s.box is not None]
+    insert, skip = [], []
+    for face, box in zip(found, boxes):
+        (skip if any(box.iou(k) >= same_face_iou for k in kept_boxes) else insert).append(face)
+    return Plan(keep, delete, insert, skip)

@@ -1,0 +1,32 @@
+"""The "detect then recognize" use case: what `--all` runs once and `--automate` runs on
+a schedule (and what a web page or another caller would run)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.inference.detector import Detector
+from app.inference.embedder import Embedder
+from app.services.detect import DetectReport, detect_pending
+from app.services.recognize import RecognizeReport, recognize
+from app.stopping import StopFlag
+
+
+@dataclass
+class RunReport:
+    detected: DetectReport
+    recognized: RecognizeReport | None  # None: stopped before recognition
+
+    @property
+    def failed(self) -> int:
+        return self.detected.failed + (self.recognized.embed.failed if self.recognized else 0)
+
+
+def detect_and_recognize(sessions: sessionmaker[Session], detector: Detector, embedder: Embedder,
+                         settings: Settings, stop: StopFlag | None = None) -> RunReport:
+    detected = detect_pending(sessions, detector, settings, stop)
+    if stop is not None and stop.is_set():
+        return RunReport(detected, None)
+    return RunReport(detected, recognize(sessions, embedder, settings, stop=stop))

@@ -1,0 +1,258 @@
+"""The queue discipline every stage follows (detection, embedding), in one place.
+
+Per batch: claim in a short transaction (lease, worker id, attempts; see
+app/repositories/queue.py); work with no transaction open while a heartbeat renews the
+lease; store in a short transaction, each row's result only if this worker still holds
+it; record failures with their reason and attempt count; hand back what was not started.
+A lost database connection is one warning line and the transaction is retried on a new
+connection; only when it keeps failing does the run end with DatabaseUnavailable, and
+nothing is charged to the items (this worker releases them when it gets the database back).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Callable, Generic, Protocol, Sequence, TypeVar
+
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, PendingRollbackError
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.db.types import utcnow
+from app.errors import DatabaseUnavailable
+from app.repositories import queue as q_repo
+from app.repositories.queue import Claim, Failed, Queue
+from app.stopping import StopFlag
+
+T = TypeVar("T")  # what the work step needs of one claimed row
+R = TypeVar("R")  # the work step's result for one row
+DB_RETRIES = 5  # tries of one transaction when the connection drops (0.5 + 1 + 2 + 4 s apart)
+DB_RETRY_PAUSE = 0.5
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    if isinstance(exc, PendingRollbackError):
+        return True
+    return isinstance(exc, DBAPIError) and (
+        exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))
+    )
+
+
+def first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip()
+    return text.splitlines()[0] if text else type(orig).__name__
+
+
+def in_transaction(sessions: sessionmaker[Session], work: Callable[[Session], T], what: str,
+                   log: logging.Logger, retries: int = DB_RETRIES) -> T:
+    """`work(session)` in one short transaction. When the connection is lost, one warning
+    line, then the whole transaction again on a new connection; DatabaseUnavailable after
+    `retries` tries."""
+    for attempt in range(1, retries + 1):
+        try:
+            with sessions.begin() as session:
+                return work(session)
+        except Exception as exc:
+            if not is_connection_error(exc):
+                raise
+            if attempt == retries:
+                raise DatabaseUnavailable(
+                    f"database connection lost while {what} ({retries} tries): {first_line(exc)}"
+                ) from None
+            if attempt == 1:
+                log.warning("database connection lost while %s; retrying on a new connection: %s",
+                            what, first_line(exc))
+            time.sleep(DB_RETRY_PAUSE * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
+
+
+class Heartbeat:
+    """Renews the lease of the claimed rows every third of LEASE_SECONDS while the work
+    runs, so a long item (a huge photo, a slow disk) is not taken by another worker."""
+
+    def __init__(self, sessions: sessionmaker[Session], q: Queue, ids: Sequence[int],
+                 settings: Settings, log: logging.Logger):
+        self._args = (sessions, q, list(ids), settings, log)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{q.name}", daemon=True)
+
+    def _run(self) -> None:
+        sessions, q, ids, settings, log = self._args
+        period = max(settings.lease_seconds / 3.0, 0.2)
+        while not self._done.wait(period):
+            until = utcnow() + timedelta(seconds=settings.lease_seconds)
+            try:
+                in_transaction(sessions, lambda s: q_repo.extend(s, q, ids, settings.worker_id, until),
+                               "renewing a lease", log, retries=1)
+            except Exception as exc:  # the store step finds out whether the rows are still ours
+                log.warning("could not renew the lease of %d %s rows: %s", len(ids), q.name, first_line(exc))
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A row whose work failed: the reason is stored on it; `permanent` uses up every
+    attempt at once (an error that cannot change, such as an empty file)."""
+
+    id: int
+    error: str
+    permanent: bool = False
+
+
+class Stage(Protocol, Generic[T, R]):
+    queue: Queue
+    log: logging.Logger
+
+    def fetch(self, session: Session, ids: list[int]) -> list[T]:
+        """What the work needs of each of these rows, read in the claim transaction (and
+        remembered, so `describe` can name them)."""
+
+    def work(self, items: list[T], stop: StopFlag | None) -> tuple[list[R], list[Problem]]:
+        """No transaction open. May stop early; rows in neither list are handed back."""
+
+    def result_id(self, result: R) -> int: ...
+
+    def store(self, session: Session, results: list[R]) -> None:
+        """Store these results (all rows held by this worker) inside the caller's transaction."""
+
+    def after_commit(self, stored: list[R], dropped: list[R]) -> None:
+        """File clean-up once the transaction is committed (or results were dropped)."""
+
+    def describe(self, item_id: int) -> str:
+        """Names the row in logs (its file)."""
+
+
+@dataclass
+class BatchReport:
+    done: int = 0
+    failed: int = 0
+    failures: list[tuple[int, str]] = field(default_factory=list)  # (row id, reason)
+    results: list = field(default_factory=list)  # what was stored
+
+    def add(self, other: "BatchReport") -> None:
+        self.done += other.done
+        self.failed += other.failed
+        self.failures.extend(other.failures)
+
+
+def start(sessions: sessionmaker[Session], q: Queue, settings: Settings, log: logging.Logger) -> None:
+    """Before a stage runs: hand back what this process still holds (a batch whose store
+    lost the database), and on SQLite, where the lock file proves no other worker is
+    alive, end every lease at once (a crashed run's batch)."""
+    def work(session: Session) -> tuple[int, int]:
+        own = q_repo.release_own(session, q, settings.worker_id)
+        expired = q_repo.expire_leases(session, q, utcnow()) if settings.is_sqlite else 0
+        return own, expired
+
+    own, expired = in_transaction(sessions, work, f"preparing the {q.name} queue", log)
+    if own:
+        log.info("%s: %d rows this worker could not store before were handed back", q.name, own)
+    if expired:
+        log.warning("%s: %d rows were held by a worker that stopped (crash or kill); they are retried "
+                    "one at a time", q.name, expired)
+
+
+def _failed(p: Problem, claim: Claim, settings: Settings, now) -> Failed:
+    attempts = claim.attempts if claim.charged else claim.attempts + 1
+    if p.permanent:
+        attempts = max(attempts, settings.max_attempts)
+    retry = now + timedelta(seconds=settings.retry_delay_seconds) if attempts < settings.max_attempts else None
+    return Failed(p.id, p.error, attempts, retry)
+
+
+def _store(session: Session, stage: Stage, claims: dict[int, Claim], results: list, problems: list[Problem],
+           settings: Settings) -> tuple[list, list, list[Failed]]:
+    """(stored, dropped, failed) in the caller's transaction."""
+    held = q_repo.held_by(session, stage.queue, list(claims), settings.worker_id)
+    for lost in sorted(set(claims) - held):
+        stage.log.warning("%s: lease lost to another worker; result dropped", stage.describe(lost))
+    mine = [r for r in results if stage.result_id(r) in held]
+    dropped = [r for r in results if stage.result_id(r) not in held]
+    problems = [p for p in problems if p.id in held]
+    stored: list = []
+    try:
+        with session.begin_nested():
+            stage.store(session, mine)
+        stored = mine
+    except Exception as exc:
+        if is_connection_error(exc):
+            raise
+        # Find the row at fault: one savepoint each.
+        stage.log.warning("storing the %s batch failed (%s); storing its rows one by one",
+                          stage.queue.name, first_line(exc))
+        for r in mine:
+            try:
+                with session.begin_nested():
+                    stage.store(session, [r])
+                stored.append(r)
+            except Exception as item_exc:
+                if is_connection_error(item_exc):
+                    raise
+                stage.log.error("%s: could not store the result: %s", stage.describe(stage.result_id(r)),
+                                first_line(item_exc))
+                problems.append(Problem(stage.result_id(r), f"could not store the result: {first_line(item_exc)}"))
+                dropped.append(r)
+    now = utcnow()
+    failed = [_failed(p, claims[p.id], settings, now) for p in problems]
+    q_repo.mark_failed(session, stage.queue, failed, settings.worker_id)
+    return stored, dropped, failed
+
+
+def run_batch(sessions: sessionmaker[Session], stage: Stage, settings: Settings, batch_size: int,
+              stop: StopFlag | None = None) -> BatchReport | None:
+    """Claim and process one batch. None when nothing was claimable."""
+    q, log = stage.queue, stage.log
+    now = utcnow()
+
+    def claim(session: Session):
+        given_up = q_repo.give_up_abandoned(session, q, now, settings.max_attempts)
+        claims = q_repo.claim(session, q, settings.worker_id, batch_size, now,
+                              now + timedelta(seconds=settings.lease_seconds), settings.max_attempts)
+        if given_up:
+            stage.fetch(session, [row_id for row_id, _ in given_up])  # to name them in the log
+        return given_up, claims, stage.fetch(session, [c.id for c in claims])
+
+    given_up, claims, items = in_transaction(sessions, claim, f"claiming {q.name} work", log)
+    report = BatchReport()
+    for row_id, reason in given_up:
+        log.error("%s failed for good: %s", stage.describe(row_id), reason)
+        report.failed += 1
+        report.failures.append((row_id, reason))
+    if not claims:
+        return report if given_up else None
+    if claims[0].charged:
+        log.info("%s: retrying alone, attempt %d of %d (its worker stopped while holding it)",
+                 stage.describe(claims[0].id), claims[0].attempts, settings.max_attempts)
+    with Heartbeat(sessions, q, [c.id for c in claims], settings, log):
+        results, problems = stage.work(items, stop)
+    by_id = {c.id: c for c in claims}
+    stored, dropped, failed = in_transaction(
+        sessions, lambda s: _store(s, stage, by_id, list(results), list(problems), settings),
+        f"storing a {q.name} batch", log,
+    )
+    stage.after_commit(stored, dropped)
+    for f in failed:
+        log.error("%s failed (attempt %d of %d%s): %s", stage.describe(f.id), f.attempts, settings.max_attempts,
+                  "" if f.retry_at else ", giving up", f.error)
+    report.done += len(stored)
+    report.failed += len(failed)
+    report.failures.extend((f.id, f.error) for f in failed)
+    report.results = stored
+    finished = {stage.result_id(r) for r in results} | {p.id for p in problems}
+    unstarted = [c for c in claims if c.id not in finished]
+    if unstarted:
+        in_transaction(sessions, lambda s: q_repo.release(s, q, unstarted, settings.worker_id),
+                       f"handing back {q.name} work", log)
+        log.info("%s: handed back %d claimed rows not started", q.name, len(unstarted))
+    return report
