@@ -166,7 +166,7 @@ def run_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _detector(settings: Settings):
-    from app.inference.detector import make_detector
+    from app.inference.registry import make_detector
 
     detector = make_detector(settings.detector, settings.model_threads)
     detector.load()
@@ -227,7 +227,7 @@ def run_watch(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _embedder(settings: Settings):
-    from app.inference.embedder import make_embedder
+    from app.inference.registry import make_embedder
 
     return make_embedder(settings.embedder, settings.model_threads, settings.embed_batch_size)
 

@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.config import load_settings  # noqa: E402
-from app.inference.detector import make_detector  # noqa: E402
-from app.inference.embedder import make_embedder  # noqa: E402
+from app.inference.registry import make_detector  # noqa: E402
+from app.inference.registry import make_embedder  # noqa: E402
 from app.pipeline.analyze import analyze_image  # noqa: E402
 from app.pipeline.crop import face_crop  # noqa: E402
 from app.pipeline.decode import load, load_rgb  # noqa: E402

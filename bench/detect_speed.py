@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 from app.config import load_settings  # noqa: E402
 from app.db import schema  # noqa: E402
 from app.db.engine import make_engine, session_factory  # noqa: E402
-from app.inference.detector import make_detector  # noqa: E402
+from app.inference.registry import make_detector  # noqa: E402
 from app.pipeline.analyze import detect_in_image  # noqa: E402
 from app.pipeline.decode import load_rgb  # noqa: E402
 from app.services.detect import analyze_options, detect_pending  # noqa: E402

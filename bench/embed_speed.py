@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT))
 from app.config import load_settings  # noqa: E402
 from app.db import schema  # noqa: E402
 from app.db.engine import make_engine, session_factory  # noqa: E402
-from app.inference.detector import make_detector  # noqa: E402
-from app.inference.embedder import make_embedder  # noqa: E402
+from app.inference.registry import make_detector  # noqa: E402
+from app.inference.registry import make_embedder  # noqa: E402
 from app.pipeline.crop import face_crop, standardise  # noqa: E402
 from app.pipeline.decode import load_rgb  # noqa: E402
 from app.pipeline.faces import Box  # noqa: E402

@@ -21,18 +21,3 @@ class Detector(Protocol):
 
     def detect(self, images: Sequence[np.ndarray], min_score: float) -> list[list[DetectedFace]]:
         """Faces with score >= min_score in each image. Images of equal size run as one batch."""
-
-
-DETECTORS = ("retinaface-mobilenet", "retinaface-resnet50")
-
-
-def make_detector(name: str, threads: int = 0) -> Detector:
-    if name == "retinaface-mobilenet":
-        from app.inference.retinaface_onnx import MobileNetRetinaFace
-
-        return MobileNetRetinaFace(threads=threads)
-    if name == "retinaface-resnet50":
-        from app.inference.retinaface_serengil import SerengilRetinaFace
-
-        return SerengilRetinaFace()
-    raise ValueError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from app.errors import ModelUnavailable
-from app.inference.embedder import model_name
+from app.inference.names import model_name
 
 MODEL_NAME = model_name("facenet-vggface2")  # stored in Faces.EmbeddingModel
 KEY = "20180402-114759"

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from app.errors import ModelUnavailable
-from app.inference.embedder import model_name
+from app.inference.names import model_name
 
 MODEL_NAME = model_name("facenet-casia")  # stored in Faces.EmbeddingModel
 INPUT = "input"

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings
 from app.db.models import ASSIGNED_CLUSTERED, ASSIGNED_MATCHED
 from app.db.types import utcnow
-from app.inference.embedder import model_name
+from app.inference.names import model_name
 from app.pipeline.assign import plan
 from app.pipeline.cluster import ClusterParams
 from app.pipeline.match import Known

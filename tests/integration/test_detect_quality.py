@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from app.config import load_settings
-from app.inference.detector import make_detector
+from app.inference.registry import make_detector
 from app.pipeline.analyze import detect_in_image
 from app.pipeline.decode import load_rgb
 from app.services.detect import analyze_options

@@ -3,7 +3,7 @@ from dataclasses import replace
 
 from app.config import load_settings
 from app.db.engine import make_engine, session_factory
-from app.inference.detector import make_detector
+from app.inference.registry import make_detector
 from app.repositories import faces as faces_repo
 from app.services import detect
 from app.services.ingest import register_files

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from app.errors import ModelUnavailable
-from app.inference.detector import make_detector
+from app.inference.registry import make_detector
 from app.inference.retinaface_serengil import SerengilRetinaFace, to_faces, weights_path
 
 ANSWER = {
