@@ -201,8 +201,12 @@ def sweep_thumbnails(sessions: sessionmaker[Session], settings: Settings) -> thu
         with sessions() as session:
             return faces_repo.thumbnails_of_media_range(session, first, last)
 
-    report = thumbnails.sweep(settings.thumbnail_path, referenced, settings.lease_seconds,
-                              settings.thumbnail_sweep_files)
+    try:
+        report = thumbnails.sweep(settings.thumbnail_path, referenced, settings.lease_seconds,
+                                  settings.thumbnail_sweep_files)
+    except Exception as exc:  # housekeeping: never the reason a run fails; the next run sweeps
+        log.warning("thumbnail sweep skipped: %s", work_queue.first_line(exc))
+        return thumbnails.SweepReport()
     if report.removed:
         log.info("removed %d orphaned face thumbnails (%d files in %d folders checked)",
                  report.removed, report.files, report.folders)
@@ -233,11 +237,12 @@ def detect_pending(sessions: sessionmaker[Session], detector: Detector, settings
     detector.load()
     stage = DetectionStage(detector, settings)
     work_queue.start(sessions, stage.queue, settings, log)
-    while not (stop is not None and stop.is_set()):
-        report = run_batch(sessions, stage, settings, stop)
-        if report is None:
-            break
-        total.add(report)
+    with work_queue.handing_back_on_error(sessions, stage.queue, settings, log):
+        while not (stop is not None and stop.is_set()):
+            report = run_batch(sessions, stage, settings, stop)
+            if report is None:
+                break
+            total.add(report)
     sweep_thumbnails(sessions, settings)
     total.timings = dict(stage.timings)
     if total.images:

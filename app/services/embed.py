@@ -136,23 +136,24 @@ def embed_pending(sessions: sessionmaker[Session], embedder: Embedder, settings:
     started = last_progress = time.perf_counter()
     stage = EmbeddingStage(embedder, settings)
     work_queue.start(sessions, stage.queue, settings, log)
-    with sessions() as session:
-        total = repo.count_faces_to_embed(session, settings.max_attempts)
+    total = work_queue.in_transaction(
+        sessions, lambda s: repo.count_faces_to_embed(s, settings.max_attempts), "counting faces to embed", log)
     if total:
         log.info("embedding %d faces with %s", total, embedder.name)
         embedder.load()
-    while not (stop is not None and stop.is_set()):
-        batch = work_queue.run_batch(sessions, stage, settings, settings.embed_batch_size, stop)
-        if batch is None:
-            break
-        report.faces += batch.done
-        report.failed += batch.failed
-        report.failures.extend(batch.failures)
-        now = time.perf_counter()
-        if now - last_progress >= PROGRESS_EVERY_SECONDS:
-            done = report.faces + report.failed
-            log.info("embedded %d / %d faces (%.1f faces/s)", done, total, done / (now - started))
-            last_progress = now
+    with work_queue.handing_back_on_error(sessions, stage.queue, settings, log):
+        while not (stop is not None and stop.is_set()):
+            batch = work_queue.run_batch(sessions, stage, settings, settings.embed_batch_size, stop)
+            if batch is None:
+                break
+            report.faces += batch.done
+            report.failed += batch.failed
+            report.failures.extend(batch.failures)
+            now = time.perf_counter()
+            if now - last_progress >= PROGRESS_EVERY_SECONDS:
+                done = report.faces + report.failed
+                log.info("embedded %d / %d faces (%.1f faces/s)", done, total, done / (now - started))
+                last_progress = now
     report.seconds = time.perf_counter() - started
     if report.faces or report.failed:
         log.info("embedded %d faces (%d failed) in %.1f s (%.1f faces/s)", report.faces, report.failed,

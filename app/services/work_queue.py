@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Callable, Generic, Protocol, Sequence, TypeVar
+from typing import Callable, Generic, Iterator, Protocol, Sequence, TypeVar
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, PendingRollbackError
 from sqlalchemy.orm import Session, sessionmaker
@@ -161,6 +162,24 @@ def start(sessions: sessionmaker[Session], q: Queue, settings: Settings, log: lo
     if expired:
         log.warning("%s: %d rows were held by a worker that stopped (crash or kill); they are retried "
                     "one at a time", q.name, expired)
+
+
+@contextmanager
+def handing_back_on_error(sessions: sessionmaker[Session], q: Queue, settings: Settings,
+                          log: logging.Logger) -> Iterator[None]:
+    """If the run ends with an error (the database stayed away, a second Ctrl+C), try once
+    to hand back what this worker holds, so no item waits for its lease or is charged."""
+    try:
+        yield
+    except BaseException:
+        try:
+            with sessions.begin() as session:
+                released = q_repo.release_own(session, q, settings.worker_id)
+            if released:
+                log.info("%s: handed back %d claimed rows on the way out", q.name, released)
+        except Exception:
+            pass  # the database is still away: the rows come back when their lease ends
+        raise
 
 
 def _failed(p: Problem, claim: Claim, settings: Settings, now) -> Failed:

@@ -21,7 +21,7 @@ def watch(sessions: sessionmaker[Session], detector: Detector, settings: Setting
           stop: StopFlag) -> DetectReport:
     total = DetectReport()
     outage_sleep = settings.watch_interval_seconds
-    log.info("watching for pending media every %.0f s (Ctrl+C to stop)", settings.watch_interval_seconds)
+    log.info("watching for pending media every %g s (Ctrl+C to stop)", settings.watch_interval_seconds)
     while not stop.is_set():
         try:
             report = detect_pending(sessions, detector, settings, stop)

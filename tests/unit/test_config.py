@@ -65,3 +65,52 @@ def test_env_example_lists_every_setting():
     # every Settings field is reachable from the environment
     reachable = {attr for attr, _ in ENV_FIELDS.values()} | {"database_url"}
     assert reachable == set(Settings.__dataclass_fields__)
+
+
+@pytest.mark.parametrize("given", [
+    "postgresql://u:pw@h:5432/db",
+    "postgres://u:pw@h:5432/db",
+    "postgresql+psycopg2://u:pw@h:5432/db",
+    "postgresql+psycopg://u:pw@h:5432/db",
+    "POSTGRESQL://u:pw@h:5432/db",
+])
+def test_every_usual_postgresql_form_uses_the_installed_driver(given):
+    url = load_settings({"DATABASE_URL": given}, env_file=None).database_url
+    assert url == "postgresql+psycopg2://u:pw@h:5432/db"
+
+
+def test_url_query_and_socket_forms_survive_normalisation():
+    s = load_settings({"DATABASE_URL": "postgresql:///photos?host=/var/run/postgresql"}, env_file=None)
+    assert s.database_url.startswith("postgresql+psycopg2:///photos?host=")
+    assert load_settings({"DATABASE_URL": "sqlite:///x/faces.db"}, env_file=None).database_url == "sqlite:///x/faces.db"
+
+
+@pytest.mark.parametrize("name,value", [
+    ("SQL_CONNECTION_STRING", "Server=db;Database=photos;User Id=sa;Password=S3cretPW;"),
+    ("DATABASE_URL", "postgresql+psycopg2://u:S3cretPW@127.0.0.1:notaport/db"),
+    ("DATABASE_URL", "postgresql://u:S3cretPW@[::1:5432/db"),
+    ("DATABASE_URL", "mysql://u:S3cretPW@h/db"),
+    ("DATABASE_URL", "postgresql+asyncpg://u:S3cretPW@h/db"),
+    ("DATABASE_URL", "host=db user=u password=S3cretPW dbname=photos"),
+])
+def test_malformed_urls_name_the_variable_and_never_the_password(name, value):
+    with pytest.raises(SettingsError) as exc:
+        load_settings({name: value}, env_file=None)
+    message = str(exc.value)
+    assert name in message and "S3cretPW" not in message and "\n" not in message
+
+
+def test_database_url_option_is_checked_like_the_variable():
+    with pytest.raises(SettingsError, match="--database-url") as exc:
+        load_settings({}, env_file=None, database_url="postgresql://u:S3cretPW@h:x/db")
+    assert "S3cretPW" not in str(exc.value)
+    s = load_settings({}, env_file=None, database_url="postgres://u@h/db")
+    assert s.database_url == "postgresql+psycopg2://u@h/db"
+
+
+def test_mask_hides_passwords_in_any_form():
+    from app.db.url import mask
+
+    for text in ("postgresql://u:pa@ss:w@rd@h/db", "Server=x;Password=pa;ss;", "x password='pa ss' y",
+                 "postgresql://u@h/db?password=pass"):
+        assert "pa" not in mask(text).replace("password", "").replace("Password", ""), mask(text)
