@@ -201,6 +201,7 @@ def _detection_summary(report) -> None:
     print(
         f"detection: {report.images} images, {report.faces} faces, {report.failed} failed "
         f"in {report.seconds:.1f} s ({rate:.1f} images/s)"
+        + (f"; {report.embedded} faces embedded on the way" if report.embedded else "")
     )
     for item_id, reason in report.failures[:20]:
         print(f"  failed item {item_id}: {reason}")

@@ -32,7 +32,7 @@ from app.inference.registry import make_embedder  # noqa: E402
 from app.pipeline.analyze import analyze_image  # noqa: E402
 from app.pipeline.crop import face_crop  # noqa: E402
 from app.pipeline.decode import load, load_rgb  # noqa: E402
-from app.pipeline.faces import Box  # noqa: E402
+from app.types import Box  # noqa: E402
 from app.services.detect import analyze_options  # noqa: E402
 from app.services.embed import embed_crops  # noqa: E402
 

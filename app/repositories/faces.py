@@ -23,6 +23,8 @@ class NewFace:
     blur: float
     is_usable: bool
     thumbnail_path: str | None
+    embedding: bytes | None = None  # when embedded from the image decoded for detection
+    embedding_model: str | None = None
 
 
 def set_by_user(assigned_by: str | None, person_id: int | None) -> bool:
@@ -81,6 +83,8 @@ def insert_faces(session: Session, faces: Sequence[NewFace]) -> list[int]:
                 "Blur": f.blur,
                 "IsUsable": f.is_usable,
                 "ThumbnailPath": f.thumbnail_path,
+                "Embedding": f.embedding,
+                "EmbeddingModel": f.embedding_model,
             }
             for f in faces
         ],

@@ -17,11 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.db.types import utcnow
 from app.inference.detector import Detector
+from app.inference.embedder import Embedder
+from app.pipeline.crop import face_crop
 from app.pipeline.analyze import AnalyzeOptions, FoundFace, analyze_image
 from app.pipeline.decode import DecodeError, Decoded, load
 from app.pipeline.quality import Gates
@@ -30,9 +33,11 @@ from app.repositories import faces as faces_repo
 from app.repositories import media as media_repo
 from app.repositories import queue as q_repo
 from app.services import work_queue
-from app.services.work_queue import Problem
+from app.services.embed import embed_crops
+from app.services.work_queue import Problem, first_line
 from app.stopping import StopFlag
 from app.storage import thumbnails
+from app.types import Box
 
 log = logging.getLogger("app.detection")
 
@@ -43,6 +48,7 @@ class DetectReport:
     faces: int = 0
     failed: int = 0
     seconds: float = 0.0
+    embedded: int = 0  # faces embedded from the image decoded for detection
     failures: list[tuple[int, str]] = field(default_factory=list)  # (item id, reason)
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
 
@@ -51,6 +57,7 @@ class DetectReport:
         self.faces += other.faces
         self.failed += other.failed
         self.seconds += other.seconds
+        self.embedded += other.embedded
         self.failures.extend(other.failures)
         for k, v in other.timings.items():
             self.timings[k] = self.timings.get(k, 0.0) + v
@@ -67,10 +74,31 @@ def analyze_options(settings: Settings) -> AnalyzeOptions:
     )
 
 
+@dataclass
+class Detection:
+    found: FoundFace
+    thumbnail: str  # its file, written already
+    crop: np.ndarray | None = None  # for the embedder, cut from the image decoded for detection
+    vector: bytes | None = None
+
+
 @dataclass(frozen=True)
 class ItemResult:
     item: media_repo.ClaimedItem
-    faces: list[tuple[FoundFace, str]]  # each face with its thumbnail file, written already
+    faces: list[Detection]
+
+
+def embedding_crops(decoded: Decoded, found: list[FoundFace], margin: float, min_px: int) -> list[np.ndarray | None]:
+    """Crops for the embedder from the image decoded for detection, for the usable faces
+    large enough in its pixels (all of them when it was decoded at full size)."""
+    scale = decoded.rgb.shape[1] / decoded.width
+    crops: list[np.ndarray | None] = []
+    for f in found:
+        b = f.face.box
+        small = Box(b.x * scale, b.y * scale, b.w * scale, b.h * scale)
+        big_enough = scale >= 1.0 or small.short_side >= min_px
+        crops.append(face_crop(decoded.rgb, small, margin, square=False) if f.usable and big_enough else None)
+    return crops
 
 
 def _prefetch(items: list[media_repo.ClaimedItem], max_pixels: int, max_side: int, depth: int = 2
@@ -106,8 +134,11 @@ class DetectionStage:
     queue = q_repo.DETECTION
     log = log
 
-    def __init__(self, detector: Detector, settings: Settings):
+    def __init__(self, detector: Detector, settings: Settings, embedder: Embedder | None = None):
         self.detector = detector
+        # With an embedder (--all, --automate), faces are embedded from the image already
+        # decoded here, which saves the embedding stage a second decode.
+        self.embedder = embedder if settings.embed_at_detection_min_px > 0 else None
         self.settings = settings
         self.opts = analyze_options(settings)
         self.paths: dict[int, str] = {}
@@ -151,7 +182,26 @@ class DetectionStage:
             return Problem(item.item_id, f"cannot write face thumbnails under {self.settings.thumbnail_path}: {exc}")
         finally:
             self._time("thumbnails", started)
-        return ItemResult(item, list(zip(found, files)))
+        crops: list = [None] * len(found)
+        if self.embedder is not None:
+            crops = embedding_crops(decoded, found, self.settings.embed_crop_margin,
+                                    self.settings.embed_at_detection_min_px)
+        return ItemResult(item, [Detection(f, path, crop) for f, path, crop in zip(found, files, crops)])
+
+    def _embed(self, results: list[ItemResult]) -> None:
+        todo = [d for r in results for d in r.faces if d.crop is not None]
+        if not todo or self.embedder is None:
+            return
+        started = time.perf_counter()
+        try:
+            vectors = embed_crops(self.embedder, np.stack([d.crop for d in todo]), self.settings.embed_flip)
+        except Exception as exc:  # the embedding stage embeds them later, one by one if need be
+            log.warning("embedding at detection failed (%s); left to the embedding stage", first_line(exc))
+            return
+        finally:
+            self._time("embed", started)
+        for d, v in zip(todo, vectors):
+            d.vector, d.crop = v.tobytes(), None
 
     def work(self, items, stop: StopFlag | None):
         results: list[ItemResult] = []
@@ -161,6 +211,7 @@ class DetectionStage:
                 break
             outcome = self._analyze(item, get_image)
             (problems if isinstance(outcome, Problem) else results).append(outcome)
+        self._embed(results)
         return results, problems
 
     def store(self, session: Session, results: list[ItemResult]) -> None:
@@ -170,15 +221,17 @@ class DetectionStage:
         done: list[tuple[int, int]] = []
         doomed: list[int] = []
         for r in results:
-            plan = reconcile(stored.get(r.item.media_file_id, []), r.faces, [f.face.box for f, _ in r.faces])
+            plan = reconcile(stored.get(r.item.media_file_id, []), r.faces, [d.found.face.box for d in r.faces])
             doomed.extend(s.face_id for s in plan.delete)
-            self.obsolete[r.item.item_id] = [s.thumbnail_path for s in plan.delete] + [p for _, p in plan.skip]
+            self.obsolete[r.item.item_id] = [s.thumbnail_path for s in plan.delete] + [d.thumbnail for d in plan.skip]
             new.extend(
                 faces_repo.NewFace(
-                    media_file_id=r.item.media_file_id, bounding_box=f.face.box.to_json(), confidence=f.face.score,
-                    landmarks=f.face.landmarks_json(), blur=f.blur, is_usable=f.usable, thumbnail_path=path,
+                    media_file_id=r.item.media_file_id, bounding_box=d.found.face.box.to_json(),
+                    confidence=d.found.face.score, landmarks=d.found.face.landmarks_json(), blur=d.found.blur,
+                    is_usable=d.found.usable, thumbnail_path=d.thumbnail, embedding=d.vector,
+                    embedding_model=self.embedder.name if d.vector is not None else None,
                 )
-                for f, path in plan.insert
+                for d in plan.insert
             )
             done.append((r.item.item_id, len(plan.keep) + len(plan.insert)))
         faces_repo.delete_faces(session, doomed)
@@ -191,7 +244,7 @@ class DetectionStage:
             thumbnails.delete(self.obsolete.pop(r.item.item_id, []))
         for r in dropped:  # not recorded: their new thumbnails belong to nobody
             self.obsolete.pop(r.item.item_id, None)
-            thumbnails.delete(p for _, p in r.faces)
+            thumbnails.delete(d.thumbnail for d in r.faces)
 
 
 def sweep_thumbnails(sessions: sessionmaker[Session], settings: Settings) -> thumbnails.SweepReport:
@@ -223,6 +276,7 @@ def run_batch(sessions: sessionmaker[Session], stage: DetectionStage, settings: 
     report = DetectReport(
         images=batch.done + batch.failed, faces=sum(len(r.faces) for r in batch.results),
         failed=batch.failed, failures=batch.failures, seconds=time.perf_counter() - started,
+        embedded=sum(d.vector is not None for r in batch.results for d in r.faces),
     )
     log.info("batch: %d images, %d faces, %d failed in %.1f s",
              report.images, report.faces, report.failed, report.seconds)
@@ -230,12 +284,12 @@ def run_batch(sessions: sessionmaker[Session], stage: DetectionStage, settings: 
 
 
 def detect_pending(sessions: sessionmaker[Session], detector: Detector, settings: Settings,
-                   stop: StopFlag | None = None) -> DetectReport:
+                   stop: StopFlag | None = None, embedder: Embedder | None = None) -> DetectReport:
     """Process batches until nothing is claimable (or a stop is requested), then sweep
-    orphaned thumbnails."""
+    orphaned thumbnails. With an embedder, large enough faces are embedded on the way."""
     total = DetectReport()
     detector.load()
-    stage = DetectionStage(detector, settings)
+    stage = DetectionStage(detector, settings, embedder)
     work_queue.start(sessions, stage.queue, settings, log)
     with work_queue.handing_back_on_error(sessions, stage.queue, settings, log):
         while not (stop is not None and stop.is_set()):

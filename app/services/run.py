@@ -26,7 +26,7 @@ class RunReport:
 
 def detect_and_recognize(sessions: sessionmaker[Session], detector: Detector, embedder: Embedder,
                          settings: Settings, stop: StopFlag | None = None) -> RunReport:
-    detected = detect_pending(sessions, detector, settings, stop)
+    detected = detect_pending(sessions, detector, settings, stop, embedder=embedder)
     if stop is not None and stop.is_set():
         return RunReport(detected, None)
     return RunReport(detected, recognize(sessions, embedder, settings, stop=stop))
