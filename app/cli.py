@@ -124,11 +124,12 @@ def run_ingest(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_status(settings: Settings, args: argparse.Namespace) -> int:
-    from app.repositories.stats import counts
+    from app.repositories.stats import counts, recent_failures
 
     ctx = _connect(settings)
     with ctx.sessions() as session:
         c = counts(session, utcnow(), settings.max_attempts)
+        failures = recent_failures(session, settings.max_attempts)
     print(f"database: {display(settings.database_url)}")
     rows = [
         ("media", c.media_total),
@@ -150,6 +151,13 @@ def run_status(settings: Settings, args: argparse.Namespace) -> int:
     ]
     for label, value in rows:
         print(f"{label:<24}{value:>10}")
+    for kind in ("media", "face"):
+        shown = [f for f in failures if f.kind == kind]
+        if shown:
+            print(f"latest failed {'media items' if kind == 'media' else 'faces (embedding)'}:")
+        for f in shown:
+            state = "gave up" if f.final else "will retry"
+            print(f"  {kind} {f.row_id} ({f.file_path}), {f.attempts} attempt(s), {state}: {f.reason}")
     return EXIT_OK
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from app.db.models import (
     STATUS_FAILED,
     Faces,
+    MediaFile,
     MediaItems,
     Persons,
 )
@@ -89,3 +90,31 @@ def counts(session: Session, now: datetime, max_attempts: int) -> Counts:
         persons_total=p[0],
         persons_named=p[1],
     )
+
+
+@dataclass(frozen=True)
+class Failure:
+    kind: str  # "media" or "face"
+    row_id: int
+    file_path: str
+    attempts: int
+    reason: str
+    final: bool  # attempts used up
+
+
+def recent_failures(session: Session, max_attempts: int, limit: int = 10) -> list[Failure]:
+    """The latest failed media items and faces, newest first, with their reasons."""
+    media = session.execute(
+        select(MediaItems.Id, MediaFile.FilePath, MediaItems.Attempts, MediaItems.LastError)
+        .join(MediaFile, MediaFile.Id == MediaItems.MediaFileId)
+        .where(MediaItems.IsFacesExtracted.is_(False), MediaItems.Status == STATUS_FAILED)
+        .order_by(MediaItems.ModifiedAt.desc(), MediaItems.Id.desc()).limit(limit)
+    ).all()
+    faces = session.execute(
+        select(Faces.Id, MediaFile.FilePath, Faces.EmbedAttempts, Faces.EmbedError)
+        .join(MediaFile, MediaFile.Id == Faces.MediaFileId)
+        .where(Faces.Embedding.is_(None), Faces.IsUsable.is_(True), Faces.EmbedError.is_not(None))
+        .order_by(Faces.ModifiedAt.desc(), Faces.Id.desc()).limit(limit)
+    ).all()
+    return [Failure("media", r[0], r[1], r[2], r[3] or "", r[2] >= max_attempts) for r in media] + [
+        Failure("face", r[0], r[1], r[2], r[3] or "", r[2] >= max_attempts) for r in faces]
