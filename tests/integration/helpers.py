@@ -62,7 +62,8 @@ def faces_by_media(engine):
 
 def install_work_audit(engine):
     """PostgreSQL triggers that record each time an item is marked done and each time a
-    face gets an embedding, in a table of their own: proof of "processed exactly once"."""
+    face gets an embedding (stored with the face at detection, or later), in a table of
+    their own: proof of "processed exactly once"."""
     from sqlalchemy import text
 
     statements = [
@@ -74,10 +75,10 @@ def install_work_audit(engine):
         '''CREATE TRIGGER audit_item_done AFTER UPDATE ON "MediaItems"
              FOR EACH ROW EXECUTE FUNCTION audit_item_done()''',
         '''CREATE FUNCTION audit_face_embedded() RETURNS trigger AS $$ BEGIN
-             IF NEW."Embedding" IS NOT NULL AND OLD."Embedding" IS NULL THEN
+             IF NEW."Embedding" IS NOT NULL AND (TG_OP = 'INSERT' OR OLD."Embedding" IS NULL) THEN
                INSERT INTO work_audit VALUES ('embedded', NEW."Id"); END IF;
              RETURN NEW; END; $$ LANGUAGE plpgsql''',
-        '''CREATE TRIGGER audit_face_embedded AFTER UPDATE ON "Faces"
+        '''CREATE TRIGGER audit_face_embedded AFTER INSERT OR UPDATE ON "Faces"
              FOR EACH ROW EXECUTE FUNCTION audit_face_embedded()''',
     ]
     with engine.begin() as conn:
