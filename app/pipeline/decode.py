@@ -49,6 +49,8 @@ def load(path: Path, max_pixels: int, at_least: int | None = None) -> Decoded:
     scale when its longest side stays at or above that (several times faster on camera
     photos); `width` and `height` are always the original's."""
     if not path.exists():
+        if path.is_symlink():  # its target is missing, or the links loop
+            raise DecodeError(f"file not found: broken symbolic link (target missing or a loop): {path}")
         raise DecodeError(f"file not found: {path}")
     if not path.is_file():
         raise DecodeError(f"not a regular file: {path}", permanent=True)
