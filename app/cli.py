@@ -150,7 +150,7 @@ def run_status(settings: Settings, args: argparse.Namespace) -> int:
         ("  named", c.persons_named),
     ]
     for label, value in rows:
-        print(f"{label:<24}{value:>10}")
+        print(f"{label:<30}{value:>10}")
     for kind in ("media", "face"):
         shown = [f for f in failures if f.kind == kind]
         if shown:

@@ -44,21 +44,31 @@ log = logging.getLogger("app.detection")
 
 @dataclass
 class DetectReport:
-    images: int = 0
     faces: int = 0
-    failed: int = 0
     seconds: float = 0.0
     embedded: int = 0  # faces embedded from the image decoded for detection
-    failures: list[tuple[int, str]] = field(default_factory=list)  # (item id, reason)
+    # item id -> None when done, else the reason it failed; an item tried again in the same
+    # run (RETRY_DELAY_SECONDS=0) counts once, with its last outcome
+    outcomes: dict[int, str | None] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
 
+    @property
+    def images(self) -> int:
+        return len(self.outcomes)
+
+    @property
+    def failures(self) -> list[tuple[int, str]]:
+        return [(i, reason) for i, reason in self.outcomes.items() if reason is not None]
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
     def add(self, other: "DetectReport") -> None:
-        self.images += other.images
         self.faces += other.faces
-        self.failed += other.failed
         self.seconds += other.seconds
         self.embedded += other.embedded
-        self.failures.extend(other.failures)
+        self.outcomes.update(other.outcomes)
         for k, v in other.timings.items():
             self.timings[k] = self.timings.get(k, 0.0) + v
 
@@ -274,9 +284,9 @@ def run_batch(sessions: sessionmaker[Session], stage: DetectionStage, settings: 
     if batch is None:
         return None
     report = DetectReport(
-        images=batch.done + batch.failed, faces=sum(len(r.faces) for r in batch.results),
-        failed=batch.failed, failures=batch.failures, seconds=time.perf_counter() - started,
+        faces=sum(len(r.faces) for r in batch.results), seconds=time.perf_counter() - started,
         embedded=sum(d.vector is not None for r in batch.results for d in r.faces),
+        outcomes={**{i: reason for i, reason in batch.failures}, **{r.item.item_id: None for r in batch.results}},
     )
     log.info("batch: %d images, %d faces, %d failed in %.1f s",
              report.images, report.faces, report.failed, report.seconds)

@@ -37,9 +37,14 @@ PROGRESS_EVERY_SECONDS = 10.0
 @dataclass
 class EmbedReport:
     faces: int = 0
-    failed: int = 0
     seconds: float = 0.0
-    failures: list[tuple[int, str]] = field(default_factory=list)  # (face id, reason)
+    # face id -> why it failed, for faces still without an embedding at the end of the run
+    # (a face tried again in the same run counts once)
+    failures: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
 
 
 def embed_crops(embedder: Embedder, crops: np.ndarray, flip: bool) -> np.ndarray:
@@ -147,11 +152,12 @@ def embed_pending(sessions: sessionmaker[Session], embedder: Embedder, settings:
             if batch is None:
                 break
             report.faces += batch.done
-            report.failed += batch.failed
-            report.failures.extend(batch.failures)
+            report.failures.update(batch.failures)
+            for r in batch.results:  # failed earlier in this run, embedded on a retry
+                report.failures.pop(r.face_id, None)
             now = time.perf_counter()
             if now - last_progress >= PROGRESS_EVERY_SECONDS:
-                done = report.faces + report.failed
+                done = report.faces + len(report.failures)
                 log.info("embedded %d / %d faces (%.1f faces/s)", done, total, done / (now - started))
                 last_progress = now
     report.seconds = time.perf_counter() - started
