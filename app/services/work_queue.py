@@ -128,7 +128,8 @@ class Stage(Protocol, Generic[T, R]):
         """Store these results (all rows held by this worker) inside the caller's transaction."""
 
     def after_commit(self, stored: list[R], dropped: list[R]) -> None:
-        """File clean-up once the transaction is committed (or results were dropped)."""
+        """File clean-up once the transaction is committed; `dropped`: results that could
+        not be stored (their files belong to nobody)."""
 
     def describe(self, item_id: int) -> str:
         """Names the row in logs (its file)."""
@@ -197,7 +198,10 @@ def _store(session: Session, stage: Stage, claims: dict[int, Claim], results: li
     for lost in sorted(set(claims) - held):
         stage.log.warning("%s: lease lost to another worker; result dropped", stage.describe(lost))
     mine = [r for r in results if stage.result_id(r) in held]
-    dropped = [r for r in results if stage.result_id(r) not in held]
+    # Results of rows no longer held are not cleaned up here: when the connection dropped
+    # during a COMMIT that did succeed, the retry finds them stored already, and their
+    # files are in use. Anything truly left over is removed by the thumbnail sweep.
+    dropped: list = []
     problems = [p for p in problems if p.id in held]
     stored: list = []
     try:
