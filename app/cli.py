@@ -21,7 +21,7 @@ from app.db import schema
 from app.db.engine import make_engine, session_factory
 from app.db.types import utcnow
 from app.db.url import display, mask
-from app.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, AppError, SettingsError, UsageError
+from app.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, AppError, SettingsError, UsageError, first_line
 from app.logs import setup_logging
 from app.stopping import StopFlag
 from app.worker.sqlite_lock import single_worker
@@ -349,8 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {mask(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except DBAPIError as exc:  # the database refused or dropped us outside the retried steps
-        reason = str(exc.orig or exc).strip().splitlines()[0] if (exc.orig or str(exc)) else type(exc).__name__
-        print(f"error: cannot use the database {display(settings.database_url)}: {mask(reason)}",
+        print(f"error: cannot use the database {display(settings.database_url)}: {mask(first_line(exc))}",
               file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -9,6 +9,14 @@ from __future__ import annotations
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (of the driver's error for a database one),
+    or its type when it has none: what one log or error line shows."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip()
+    return text.splitlines()[0] if text else type(orig).__name__
+
+
 class AppError(Exception):
     """Base: the message is one line meant for the user; `exit_code` is what main returns."""
 

@@ -73,11 +73,9 @@ def _abandoned(q: Queue, now: datetime):
     return and_(q.locked_by.is_not(None), q.locked_until < now)
 
 
-def _set(q: Queue, status: str | None, values: dict) -> dict:
+def _set(q: Queue, status: str, values: dict) -> dict:
     """Column values by name, plus the status when the queue has one."""
-    if q.status is not None and status is not None:
-        values = {**values, q.status.name: status}
-    return values
+    return {**values, q.status.name: status} if q.status is not None else values
 
 
 def give_up_abandoned(session: Session, q: Queue, now: datetime, max_attempts: int) -> list[tuple[int, str]]:
@@ -159,10 +157,8 @@ def mark_failed(session: Session, q: Queue, failures: Sequence[Failed], worker: 
     `retry_at` while attempts remain."""
     if not failures:
         return
-    values = {q.error.name: bindparam("b_error"), q.attempts.name: bindparam("b_attempts"),
-              q.locked_by.name: None, q.locked_until.name: bindparam("b_retry")}
-    if q.status is not None:
-        values[q.status.name] = STATUS_FAILED
+    values = _set(q, STATUS_FAILED, {q.error.name: bindparam("b_error"), q.attempts.name: bindparam("b_attempts"),
+                                     q.locked_by.name: None, q.locked_until.name: bindparam("b_retry")})
     session.execute(
         update(q.table).where(q.id == bindparam("b_id"), q.locked_by == literal(worker)).values(values),
         [{"b_id": f.id, "b_error": f.error[:2000], "b_attempts": f.attempts, "b_retry": f.retry_at}
@@ -174,9 +170,8 @@ def release(session: Session, q: Queue, claims: Sequence[Claim], worker: str) ->
     """Hand back claimed rows this worker did not start (clean stop): no attempt used."""
     if not claims:
         return
-    values = {q.locked_by.name: None, q.locked_until.name: None, q.attempts.name: bindparam("b_attempts")}
-    if q.status is not None:
-        values[q.status.name] = STATUS_PENDING
+    values = _set(q, STATUS_PENDING, {q.locked_by.name: None, q.locked_until.name: None,
+                                      q.attempts.name: bindparam("b_attempts")})
     session.execute(
         update(q.table).where(q.id == bindparam("b_id"), q.locked_by == literal(worker)).values(values),
         [{"b_id": c.id, "b_attempts": c.attempts - (1 if c.charged else 0)} for c in claims],
@@ -186,9 +181,7 @@ def release(session: Session, q: Queue, claims: Sequence[Claim], worker: str) ->
 def release_own(session: Session, q: Queue, worker: str) -> int:
     """Rows this very process still holds from a batch it could not finish (the database
     connection was lost while storing): back to the queue at once, no attempt used."""
-    values = {q.locked_by.name: None, q.locked_until.name: None}
-    if q.status is not None:
-        values[q.status.name] = STATUS_PENDING
+    values = _set(q, STATUS_PENDING, {q.locked_by.name: None, q.locked_until.name: None})
     result = session.execute(update(q.table).where(q.open, q.locked_by == worker).values(values))
     return result.rowcount or 0
 

@@ -21,6 +21,7 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
+from app.errors import first_line
 from app.db.types import utcnow
 from app.inference.detector import Detector
 from app.inference.embedder import Embedder
@@ -34,7 +35,7 @@ from app.repositories import media as media_repo
 from app.repositories import queue as q_repo
 from app.services import work_queue
 from app.services.embed import embed_crops
-from app.services.work_queue import Problem, first_line
+from app.services.work_queue import Problem
 from app.stopping import StopFlag
 from app.storage import thumbnails
 from app.types import Box
@@ -268,7 +269,7 @@ def sweep_thumbnails(sessions: sessionmaker[Session], settings: Settings) -> thu
         report = thumbnails.sweep(settings.thumbnail_path, referenced, settings.lease_seconds,
                                   settings.thumbnail_sweep_files)
     except Exception as exc:  # housekeeping: never the reason a run fails; the next run sweeps
-        log.warning("thumbnail sweep skipped: %s", work_queue.first_line(exc))
+        log.warning("thumbnail sweep skipped: %s", first_line(exc))
         return thumbnails.SweepReport()
     if report.removed:
         log.info("removed %d orphaned face thumbnails (%d files in %d folders checked)",
@@ -286,7 +287,7 @@ def run_batch(sessions: sessionmaker[Session], stage: DetectionStage, settings: 
     report = DetectReport(
         faces=sum(len(r.faces) for r in batch.results), seconds=time.perf_counter() - started,
         embedded=sum(d.vector is not None for r in batch.results for d in r.faces),
-        outcomes={**{i: reason for i, reason in batch.failures}, **{r.item.item_id: None for r in batch.results}},
+        outcomes={**dict(batch.failures), **{r.item.item_id: None for r in batch.results}},
     )
     log.info("batch: %d images, %d faces, %d failed in %.1f s",
              report.images, report.faces, report.failed, report.seconds)

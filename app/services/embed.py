@@ -20,6 +20,7 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
+from app.errors import first_line
 from app.inference.embedder import Embedder
 from app.pipeline.crop import face_crop, l2_normalise, standardise
 from app.pipeline.decode import DecodeError, load_rgb
@@ -113,7 +114,7 @@ class EmbeddingStage:
             if len(ids) == 1:
                 return [], [Problem(ids[0], f"the embedding model failed: {type(exc).__name__}: {exc}")]
             log.warning("the embedding model failed on a batch of %d faces (%s); embedding them one by one",
-                        len(ids), work_queue.first_line(exc))
+                        len(ids), first_line(exc))
             done, problems = [], []
             for i, crop in zip(ids, crops):
                 d, p = self._embed([i], [crop])
@@ -151,7 +152,7 @@ def embed_pending(sessions: sessionmaker[Session], embedder: Embedder, settings:
             batch = work_queue.run_batch(sessions, stage, settings, settings.embed_batch_size, stop)
             if batch is None:
                 break
-            report.faces += batch.done
+            report.faces += len(batch.results)
             report.failures.update(batch.failures)
             for r in batch.results:  # failed earlier in this run, embedded on a retry
                 report.failures.pop(r.face_id, None)

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.db.types import utcnow
-from app.errors import DatabaseUnavailable
+from app.errors import DatabaseUnavailable, first_line
 from app.repositories import queue as q_repo
 from app.repositories.queue import Claim, Failed, Queue
 from app.stopping import StopFlag
@@ -40,12 +40,6 @@ def is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and (
         exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))
     )
-
-
-def first_line(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    text = str(orig).strip()
-    return text.splitlines()[0] if text else type(orig).__name__
 
 
 def in_transaction(sessions: sessionmaker[Session], work: Callable[[Session], T], what: str,
@@ -137,15 +131,8 @@ class Stage(Protocol, Generic[T, R]):
 
 @dataclass
 class BatchReport:
-    done: int = 0
-    failed: int = 0
     failures: list[tuple[int, str]] = field(default_factory=list)  # (row id, reason)
     results: list = field(default_factory=list)  # what was stored
-
-    def add(self, other: "BatchReport") -> None:
-        self.done += other.done
-        self.failed += other.failed
-        self.failures.extend(other.failures)
 
 
 def start(sessions: sessionmaker[Session], q: Queue, settings: Settings, log: logging.Logger) -> None:
@@ -250,7 +237,6 @@ def run_batch(sessions: sessionmaker[Session], stage: Stage, settings: Settings,
     report = BatchReport()
     for row_id, reason in given_up:
         log.error("%s failed for good: %s", stage.describe(row_id), reason)
-        report.failed += 1
         report.failures.append((row_id, reason))
     if not claims:
         return report if given_up else None
@@ -268,8 +254,6 @@ def run_batch(sessions: sessionmaker[Session], stage: Stage, settings: Settings,
     for f in failed:
         log.error("%s failed (attempt %d of %d%s): %s", stage.describe(f.id), f.attempts, settings.max_attempts,
                   "" if f.retry_at else ", giving up", f.error)
-    report.done += len(stored)
-    report.failed += len(failed)
     report.failures.extend((f.id, f.error) for f in failed)
     report.results = stored
     finished = {stage.result_id(r) for r in results} | {p.id for p in problems}

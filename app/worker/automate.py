@@ -7,8 +7,7 @@ from typing import Callable
 
 from sqlalchemy.exc import DBAPIError
 
-from app.errors import DatabaseUnavailable
-from app.services.work_queue import first_line
+from app.errors import DatabaseUnavailable, first_line
 from app.stopping import StopFlag
 
 log = logging.getLogger("app.worker")

@@ -7,10 +7,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.errors import DatabaseUnavailable
+from app.errors import DatabaseUnavailable, first_line
 from app.inference.detector import Detector
 from app.services.detect import DetectReport, detect_pending
-from app.services.work_queue import first_line
 from app.stopping import StopFlag
 
 log = logging.getLogger("app.detection")
