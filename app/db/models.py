@@ -122,6 +122,10 @@ class Faces(Base):
             "ix_Faces_Embedding_pending", "IsUsable", "MediaFileId",
             postgresql_where=text('"Embedding" IS NULL'), sqlite_where=text('"Embedding" IS NULL'),
         ),
+        Index(
+            "ix_Faces_Embedding2_pending", "IsUsable", "MediaFileId",
+            postgresql_where=text('"Embedding2" IS NULL'), sqlite_where=text('"Embedding2" IS NULL'),
+        ),
     )
 
     Id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -136,6 +140,10 @@ class Faces(Base):
     # float32 bytes, L2-normalised; compared only with embeddings of the same model.
     Embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
     EmbeddingModel: Mapped[str | None] = mapped_column(String(64))
+    # A second vector of another model (SFace, 128-d), float32 L2-normalised, when the
+    # EMBEDDER setting makes that model decide persons; Embedding stays FaceNet's.
+    Embedding2: Mapped[bytes | None] = mapped_column(LargeBinary)
+    Embedding2Model: Mapped[str | None] = mapped_column(String(64))
     # Why the last try to embed this face failed. With EmbedAttempts >= MAX_ATTEMPTS it
     # is given up (failed for good); below that it is tried again after a delay.
     EmbedError: Mapped[str | None] = mapped_column(Text)
@@ -153,5 +161,9 @@ class Faces(Base):
     IsUsable: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=true())
     AssignedBy: Mapped[str | None] = mapped_column(String(16))
     AssignedAt: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When the assignment step last looked at this face and left it without a person. A
+    # face left over is looked at again only when something near it changes (a new face
+    # close to it, a user decision), so a run with nothing new changes nothing.
+    ConsideredAt: Mapped[datetime | None] = mapped_column(UTCDateTime())
     CreatedAt: Mapped[datetime] = _created()
     ModifiedAt: Mapped[datetime] = _modified()

@@ -8,9 +8,20 @@ DETECTORS = ("retinaface-mobilenet", "retinaface-resnet50")
 MODEL_NAMES = {
     "facenet-casia": "facenet-casia-20180408",
     "facenet-vggface2": "facenet-vggface2-20180402",
+    "sface": "sface-2021dec-int8bq",
 }
 EMBEDDERS = tuple(MODEL_NAMES)
 
 
 def model_name(setting: str) -> str:
     return MODEL_NAMES[setting]
+
+# Models whose vectors go in Faces.Embedding (the contract's FaceNet column); any other
+# model's go in Faces.Embedding2.
+CONTRACT_MODELS = frozenset((MODEL_NAMES["facenet-casia"], MODEL_NAMES["facenet-vggface2"]))
+FACENETS = ("facenet-casia", "facenet-vggface2")
+
+
+def facenet_setting(embedder: str, facenet: str) -> str:
+    """The FaceNet model that fills Faces.Embedding: the deciding one when it is FaceNet."""
+    return embedder if embedder in FACENETS else facenet

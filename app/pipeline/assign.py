@@ -2,12 +2,17 @@
 
 Pure: vectors and ids in, decisions out. The recognition service reads and writes.
 
-1. Matching (app/pipeline/match.py) at the strict threshold.
-2. The faces left over are clustered together with a few exemplar faces of every known
-   person. A cluster holding exemplars of one person joins that person (new photos of
-   known people do not become duplicate persons); a cluster holding exemplars of several
-   persons gives each face the person of its nearest exemplar; a cluster with none
-   becomes a new person.
+1. Matching (app/pipeline/match.py) at the contract's strict threshold, on the FaceNet
+   vectors (Faces.Embedding).
+2. The faces left over are clustered on the deciding vectors (EMBEDDER), by default with
+   average linkage under an absolute bound (app/pipeline/linkage.py; `plan_linkage`), the
+   known persons entering as ready groups: a face joins a person, or forms a new one with
+   other faces, only when its average similarity to that group reaches the bound. Groups
+   smaller than the minimum size stay unassigned.
+   With CLUSTER_ALGORITHM hdbscan or dbscan (`plan`), the leftovers are clustered with a
+   few exemplar faces of every known person instead: a cluster holding exemplars of one
+   person joins that person; one holding exemplars of several persons gives each face
+   the person of its nearest exemplar; a cluster with none becomes a new person.
 3. Same-photo rule throughout: one photo never holds two faces of one person.
 """
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app.pipeline.cluster import ClusterParams, cluster_vectors, split_same_photo
+from app.pipeline.linkage import LinkageParams, Seeds, cluster
 from app.pipeline.match import Known, match_faces
 
 
@@ -89,4 +95,41 @@ def plan(vectors: np.ndarray, media_ids: np.ndarray, known: Known, threshold: fl
         members = left[np.flatnonzero(fresh == label)]
         if members.size >= max(2, params.min_cluster):
             result.new_groups.append([int(i) for i in members])
+    return result
+
+
+@dataclass(frozen=True)
+class Faces:
+    """Faces as the planner needs them: the FaceNet vectors match, the deciding ones cluster
+    (the same array when FaceNet decides)."""
+
+    match_vectors: np.ndarray
+    vectors: np.ndarray
+    media_ids: np.ndarray
+    person_ids: np.ndarray  # -1 for the unassigned
+
+
+def plan_linkage(new: Faces, known: Faces, threshold: float, params: LinkageParams, min_size: int) -> Plan:
+    result = Plan()
+    matched = match_faces(new.match_vectors, new.media_ids,
+                          Known(known.match_vectors, known.person_ids, known.media_ids), threshold)
+    result.matched = {i: int(p) for i, p in enumerate(matched.tolist()) if p >= 0}
+    left = np.flatnonzero(matched < 0)
+    if left.size == 0:
+        return result
+    took = matched >= 0
+    seeds, persons = Seeds.of(
+        np.vstack([known.vectors, new.vectors[took]]),
+        np.concatenate([known.person_ids, matched[took]]),
+        np.concatenate([known.media_ids, new.media_ids[took]]),
+    )
+    labels = cluster(new.vectors[left], new.media_ids[left], seeds, params)
+    m = persons.size
+    groups: dict[int, list[int]] = {}
+    for face, label in zip(left.tolist(), labels.tolist()):
+        if label < m:
+            result.joined[face] = int(persons[label])
+        else:
+            groups.setdefault(label, []).append(face)
+    result.new_groups = [g for g in groups.values() if len(g) >= max(2, min_size)]
     return result

@@ -16,11 +16,14 @@ class ScoredFace:
     person_id: int | None
     embedding: bytes | None
     usable: bool
+    embedding2: bytes | None = None
+    media_file_id: int = 0
 
 
 def all_faces(session: Session) -> list[ScoredFace]:
     rows = session.execute(
-        select(MediaFile.FilePath, Faces.BoundingBox, Faces.PersonId, Faces.Embedding, Faces.IsUsable)
+        select(MediaFile.FilePath, Faces.BoundingBox, Faces.PersonId, Faces.Embedding, Faces.IsUsable,
+               Faces.Embedding2, Faces.MediaFileId)
         .join(MediaFile, MediaFile.Id == Faces.MediaFileId)
         .order_by(Faces.Id)
     ).all()

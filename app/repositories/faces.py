@@ -25,6 +25,8 @@ class NewFace:
     thumbnail_path: str | None
     embedding: bytes | None = None  # when embedded from the image decoded for detection
     embedding_model: str | None = None
+    embedding2: bytes | None = None
+    embedding2_model: str | None = None
 
 
 def set_by_user(assigned_by: str | None, person_id: int | None) -> bool:
@@ -85,6 +87,8 @@ def insert_faces(session: Session, faces: Sequence[NewFace]) -> list[int]:
                 "ThumbnailPath": f.thumbnail_path,
                 "Embedding": f.embedding,
                 "EmbeddingModel": f.embedding_model,
+                "Embedding2": f.embedding2,
+                "Embedding2Model": f.embedding2_model,
             }
             for f in faces
         ],

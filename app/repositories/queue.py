@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Sequence
 
-from sqlalchemy import ColumnElement, and_, bindparam, literal, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.schema import Column, Table
 
@@ -60,6 +60,18 @@ EMBEDDING = Queue(
     _faces.c.EmbedError, None, and_(_faces.c.Embedding.is_(None), _faces.c.IsUsable.is_(True)),
     (_faces.c.MediaFileId, _faces.c.Id),
 )
+# With a second (decision) model, a face is open until it has both vectors; faces of a
+# database embedded before the second model was chosen are filled in the same way.
+EMBEDDING_BOTH = Queue(
+    "embedding", _faces, _faces.c.EmbedAttempts, _faces.c.EmbedLockedBy, _faces.c.EmbedLockedUntil,
+    _faces.c.EmbedError, None,
+    and_(or_(_faces.c.Embedding.is_(None), _faces.c.Embedding2.is_(None)), _faces.c.IsUsable.is_(True)),
+    (_faces.c.MediaFileId, _faces.c.Id),
+)
+
+
+def embedding_queue(second: bool) -> Queue:
+    return EMBEDDING_BOTH if second else EMBEDDING
 
 
 @dataclass(frozen=True)
@@ -194,3 +206,10 @@ def expire_leases(session: Session, q: Queue, now: datetime) -> int:
         .values({q.locked_until.name: now})
     )
     return result.rowcount or 0
+
+
+def count_open(session: Session, q: Queue, max_attempts: int) -> int:
+    """Rows the stage still has to do and may still try."""
+    return session.scalar(
+        select(func.count()).select_from(q.table).where(q.open, q.attempts < max_attempts)
+    ) or 0

@@ -48,21 +48,17 @@ def faces_to_embed(session: Session, face_ids: Sequence[int]) -> list[FaceToEmbe
     return [FaceToEmbed(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
 
-def count_faces_to_embed(session: Session, max_attempts: int) -> int:
-    return session.scalar(
-        select(func.count()).select_from(Faces).where(
-            Faces.Embedding.is_(None), Faces.IsUsable.is_(True), Faces.EmbedAttempts < max_attempts)
-    ) or 0
-
-
-def save_embeddings(session: Session, rows: Sequence[tuple[int, bytes]], model: str) -> None:
+def save_embeddings(session: Session, rows: Sequence[tuple[int, bytes, bytes | None]], model: str,
+                    model2: str | None) -> None:
+    """(face id, FaceNet vector, second vector or None) per face."""
     if rows:
+        values = dict(Embedding=bindparam("vector"), EmbeddingModel=model, EmbedError=None,
+                      EmbedLockedBy=None, EmbedLockedUntil=None)
+        if model2 is not None:
+            values.update(Embedding2=bindparam("vector2"), Embedding2Model=model2)
         session.execute(
-            update(FACES)
-            .where(FACES.c.Id == bindparam("face_id"))
-            .values(Embedding=bindparam("vector"), EmbeddingModel=model, EmbedError=None,
-                    EmbedLockedBy=None, EmbedLockedUntil=None),
-            [{"face_id": fid, "vector": vec} for fid, vec in rows],
+            update(FACES).where(FACES.c.Id == bindparam("face_id")).values(**values),
+            [{"face_id": fid, "vector": vec, "vector2": vec2} for fid, vec, vec2 in rows],
         )
 
 
@@ -77,46 +73,67 @@ class FaceVectors:
     face_ids: np.ndarray  # int64
     media_ids: np.ndarray  # int64
     person_ids: np.ndarray  # int64, -1 for none
-    vectors: np.ndarray  # float32 (n, d)
+    vectors: np.ndarray  # float32 (n, d): the deciding model's
+    match_vectors: np.ndarray  # float32 (n, 512): FaceNet's (the same array when FaceNet decides)
+    considered: np.ndarray  # bool: the assignment step has looked at this face before
 
 
-def _vectors(rows, dim_hint: int = 512) -> FaceVectors:
-    if not rows:
-        return FaceVectors(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
-                           np.zeros((0, dim_hint), np.float32))
-    return FaceVectors(
-        face_ids=np.fromiter((r[0] for r in rows), np.int64, len(rows)),
-        media_ids=np.fromiter((r[1] for r in rows), np.int64, len(rows)),
-        person_ids=np.fromiter((r[2] if r[2] is not None else -1 for r in rows), np.int64, len(rows)),
-        vectors=np.vstack([np.frombuffer(r[3], dtype=np.float32) for r in rows]),
-    )
+def _vectors(rows, same: bool) -> FaceVectors:
+    n = len(rows)
+    ids = np.fromiter((r[0] for r in rows), np.int64, n)
+    media = np.fromiter((r[1] for r in rows), np.int64, n)
+    persons = np.fromiter((r[2] if r[2] is not None else -1 for r in rows), np.int64, n)
+    considered = np.fromiter((r[3] is not None for r in rows), bool, n)
+    match = np.vstack([np.frombuffer(r[4], dtype=np.float32) for r in rows]) if n else np.zeros((0, 512), np.float32)
+    if same:
+        vectors = match
+    else:
+        vectors = np.vstack([np.frombuffer(r[5], dtype=np.float32) for r in rows]) if n else np.zeros((0, 128), np.float32)
+    return FaceVectors(ids, media, persons, vectors, match, considered)
 
 
-def _embedded(model: str):
-    return and_(Faces.Embedding.is_not(None), Faces.EmbeddingModel == model)
+def _columns(facenet: str, model: str):
+    """Columns to read and the condition that a face has every vector needed: FaceNet's
+    in Embedding (the contract's column) and, when another model decides, its vector
+    in Embedding2."""
+    has_facenet = and_(Faces.Embedding.is_not(None), Faces.EmbeddingModel == facenet)
+    columns = [Faces.Id, Faces.MediaFileId, Faces.PersonId, Faces.ConsideredAt, Faces.Embedding]
+    if model == facenet:
+        return columns, has_facenet
+    return columns + [Faces.Embedding2], and_(has_facenet, Faces.Embedding2.is_not(None),
+                                              Faces.Embedding2Model == model)
 
 
-def known_faces(session: Session, model: str) -> FaceVectors:
-    """Faces with a person (any way it was set), for matching and as exemplars."""
+def known_faces(session: Session, facenet: str, model: str) -> FaceVectors:
+    """Faces with a person (any way it was set): matching's known faces and the persons
+    new faces may join."""
+    columns, ready = _columns(facenet, model)
     rows = session.execute(
-        select(Faces.Id, Faces.MediaFileId, Faces.PersonId, Faces.Embedding)
-        .where(_embedded(model), Faces.PersonId.is_not(None))
-        .order_by(Faces.Id)
+        select(*columns).where(ready, Faces.PersonId.is_not(None)).order_by(Faces.Id)
     ).all()
-    return _vectors(rows)
+    return _vectors(rows, model == facenet)
 
 
-def unassigned_faces(session: Session, model: str) -> FaceVectors:
+def unassigned_faces(session: Session, facenet: str, model: str) -> FaceVectors:
     """Usable faces with no person, except those a user left without one on purpose
     (AssignedBy 'user'). A face whose automatic person was deleted by another
     application (PersonId set to NULL by the foreign key) is taken again."""
+    columns, ready = _columns(facenet, model)
     rows = session.execute(
-        select(Faces.Id, Faces.MediaFileId, Faces.PersonId, Faces.Embedding)
-        .where(_embedded(model), Faces.PersonId.is_(None), Faces.IsUsable.is_(True),
+        select(*columns)
+        .where(ready, Faces.PersonId.is_(None), Faces.IsUsable.is_(True),
                or_(Faces.AssignedBy.is_(None), Faces.AssignedBy.in_((ASSIGNED_MATCHED, ASSIGNED_CLUSTERED))))
         .order_by(Faces.Id)
     ).all()
-    return _vectors(rows)
+    return _vectors(rows, model == facenet)
+
+
+def mark_considered(session: Session, face_ids: Sequence[int], now: datetime) -> None:
+    """Faces the assignment step looked at and left without a person."""
+    ids = sorted(set(int(i) for i in face_ids))
+    for start in range(0, len(ids), 1000):
+        session.execute(update(Faces).where(Faces.Id.in_(ids[start:start + 1000]))
+                        .values(ConsideredAt=now).execution_options(synchronize_session=False))
 
 
 def assign(session: Session, face_person: Sequence[tuple[int, int]], how: str, now: datetime) -> None:
@@ -173,6 +190,9 @@ def clear_automatic_assignments(session: Session, now: datetime) -> int:
         .values(PersonId=None, AssignedBy=None, AssignedAt=now)
         .execution_options(synchronize_session=False)
     )
+    # every face left over is looked at again
+    session.execute(update(Faces).where(Faces.ConsideredAt.is_not(None)).values(ConsideredAt=None)
+                    .execution_options(synchronize_session=False))
     return result.rowcount or 0
 
 

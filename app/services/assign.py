@@ -19,13 +19,31 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings
 from app.db.models import ASSIGNED_CLUSTERED, ASSIGNED_MATCHED
 from app.db.types import utcnow
-from app.inference.names import model_name
-from app.pipeline.assign import plan
+from app.inference.names import facenet_setting, model_name
+from app.pipeline.assign import Faces as PlanFaces
+from app.pipeline.assign import plan, plan_linkage
 from app.pipeline.cluster import ClusterParams
-from app.pipeline.match import Known
+from app.pipeline.linkage import LinkageParams
+from app.pipeline.match import Known, top_k
 from app.repositories import recognition as repo
 
 log = logging.getLogger("app.recognition")
+
+# Average-linkage bounds per deciding embedder (LINK_THRESHOLD, LINK_PAIR_THRESHOLD unset):
+# the cosine similarity that different people reach at a false-match rate of 1e-4 (to
+# join a group) and 1e-5 (for two lone faces to pair up), measured on the main faces of
+# the dev set with the 998 strangers (3,292 faces, 5.4 million different-person pairs),
+# and confirmed by 5-fold cross-validation over identities (README, "Recognition quality").
+# facenet-vggface2 was not measured (its weights cannot be had here): FaceNet CASIA's.
+LINKAGE_CALIBRATED = {
+    "sface": (0.425, 0.485),
+    "facenet-casia": (0.604, 0.678),
+}
+# A face left over by an earlier run is decided again when a new face is among its
+# nearest and this close (cosine, below the linkage bound: a group the new face joins may
+# now reach the bound for it).
+NEAR_MARGIN = 0.1
+NEAR_NEIGHBOURS = 10
 
 
 @dataclass
@@ -74,21 +92,57 @@ def _reuse_ids(groups: list[list[int]], face_ids: np.ndarray, previous: dict[int
     return chosen
 
 
+def linkage_params(settings: Settings) -> LinkageParams:
+    calibrated = LINKAGE_CALIBRATED.get(settings.embedder, LINKAGE_CALIBRATED["facenet-casia"])
+    return LinkageParams(
+        threshold=settings.link_threshold if settings.link_threshold is not None else calibrated[0],
+        pair_threshold=settings.link_pair_threshold if settings.link_pair_threshold is not None else calibrated[1],
+        neighbours=settings.link_neighbours,
+    )
+
+
+def candidates(pool: repo.FaceVectors, near: float) -> np.ndarray:
+    """Rows of `pool` to decide now: faces never looked at, and faces left over before
+    that are close to one of those (similarity >= near on the deciding vectors). With
+    nothing new, nothing: a run with nothing new changes nothing."""
+    fresh = np.flatnonzero(~pool.considered)
+    old = np.flatnonzero(pool.considered)
+    if fresh.size == 0 or old.size == 0:
+        return fresh
+    idx, sim = top_k(pool.vectors[fresh], pool.vectors[old], NEAR_NEIGHBOURS)
+    close = np.unique(idx[(sim >= near) & (idx >= 0)])
+    return np.sort(np.concatenate([fresh, old[close]]))
+
+
+def _subset(f: repo.FaceVectors, rows: np.ndarray) -> PlanFaces:
+    return PlanFaces(f.match_vectors[rows], f.vectors[rows], f.media_ids[rows], f.person_ids[rows])
+
+
 def _apply(session: Session, settings: Settings, previous: dict[int, int]) -> AssignReport:
     report = AssignReport()
     model = model_name(settings.embedder)
-    known = repo.known_faces(session, model)
-    new = repo.unassigned_faces(session, model)
-    report.faces = int(new.face_ids.size)
-    if new.face_ids.size == 0:
+    facenet = model_name(facenet_setting(settings.embedder, settings.facenet))
+    pool = repo.unassigned_faces(session, facenet, model)
+    if pool.face_ids.size == 0:
         return report
-    decision = plan(
-        new.vectors, new.media_ids,
-        Known(known.vectors, known.person_ids, known.media_ids),
-        settings.match_threshold, cluster_params(settings), settings.exemplars_per_person,
-    )
+    link = linkage_params(settings)
+    rows = candidates(pool, link.threshold - NEAR_MARGIN)
+    report.faces = int(rows.size)
+    if rows.size == 0:
+        return report
+    known = repo.known_faces(session, facenet, model)
+    everyone = np.arange(known.face_ids.size)
+    if settings.cluster_algorithm == "linkage":
+        decision = plan_linkage(_subset(pool, rows), _subset(known, everyone), settings.match_threshold, link,
+                                settings.link_min_size)
+    else:  # HDBSCAN / DBSCAN with exemplars: one kind of vector for both steps
+        decision = plan(
+            pool.vectors[rows], pool.media_ids[rows],
+            Known(known.vectors, known.person_ids, known.media_ids),
+            settings.match_threshold, cluster_params(settings), settings.exemplars_per_person,
+        )
     now = utcnow()
-    ids = new.face_ids
+    ids = pool.face_ids[rows]
     repo.assign(session, [(int(ids[i]), p) for i, p in decision.matched.items()], ASSIGNED_MATCHED, now)
     repo.assign(session, [(int(ids[i]), p) for i, p in decision.joined.items()], ASSIGNED_CLUSTERED, now)
     reuse = _reuse_ids(decision.new_groups, ids, previous)
@@ -97,6 +151,8 @@ def _apply(session: Session, settings: Settings, previous: dict[int, int]) -> As
     pairs = [(int(ids[i]), person) for group, person in zip(decision.new_groups, group_persons) for i in group]
     repo.assign(session, pairs, ASSIGNED_CLUSTERED, now)
     repo.touch_persons(session, [*decision.matched.values(), *decision.joined.values(), *group_persons])
+    placed = set(decision.matched) | set(decision.joined) | {i for g in decision.new_groups for i in g}
+    repo.mark_considered(session, [int(ids[i]) for i in range(rows.size) if i not in placed], now)
 
     report.matched = len(decision.matched)
     report.joined = len(decision.joined)

@@ -24,8 +24,7 @@ from app.config import Settings
 from app.errors import first_line
 from app.db.types import utcnow
 from app.inference.detector import Detector
-from app.inference.embedder import Embedder
-from app.pipeline.crop import face_crop
+from app.pipeline.encode import FaceEncoder, Prepared, Vectors
 from app.pipeline.analyze import AnalyzeOptions, FoundFace, analyze_image
 from app.pipeline.decode import DecodeError, Decoded, load
 from app.pipeline.quality import Gates
@@ -34,7 +33,6 @@ from app.repositories import faces as faces_repo
 from app.repositories import media as media_repo
 from app.repositories import queue as q_repo
 from app.services import work_queue
-from app.services.embed import embed_crops
 from app.services.work_queue import Problem
 from app.stopping import StopFlag
 from app.storage import thumbnails
@@ -89,8 +87,8 @@ def analyze_options(settings: Settings) -> AnalyzeOptions:
 class Detection:
     found: FoundFace
     thumbnail: str  # its file, written already
-    crop: np.ndarray | None = None  # for the embedder, cut from the image decoded for detection
-    vector: bytes | None = None
+    crop: Prepared | None = None  # for the embedder, cut from the image decoded for detection
+    vectors: Vectors | None = None
 
 
 @dataclass(frozen=True)
@@ -99,16 +97,18 @@ class ItemResult:
     faces: list[Detection]
 
 
-def embedding_crops(decoded: Decoded, found: list[FoundFace], margin: float, min_px: int) -> list[np.ndarray | None]:
-    """Crops for the embedder from the image decoded for detection, for the usable faces
+def embedding_crops(decoded: Decoded, found: list[FoundFace], encoder: FaceEncoder, min_px: int
+                    ) -> list[Prepared | None]:
+    """Crops for the embedders from the image decoded for detection, for the usable faces
     large enough in its pixels (all of them when it was decoded at full size)."""
     scale = decoded.rgb.shape[1] / decoded.width
-    crops: list[np.ndarray | None] = []
+    crops: list[Prepared | None] = []
     for f in found:
         b = f.face.box
         small = Box(b.x * scale, b.y * scale, b.w * scale, b.h * scale)
         big_enough = scale >= 1.0 or small.short_side >= min_px
-        crops.append(face_crop(decoded.rgb, small, margin, square=False) if f.usable and big_enough else None)
+        points = [(x * scale, y * scale) for x, y in f.face.landmarks]
+        crops.append(encoder.prepare(decoded.rgb, small, points) if f.usable and big_enough else None)
     return crops
 
 
@@ -145,11 +145,11 @@ class DetectionStage:
     queue = q_repo.DETECTION
     log = log
 
-    def __init__(self, detector: Detector, settings: Settings, embedder: Embedder | None = None):
+    def __init__(self, detector: Detector, settings: Settings, encoder: FaceEncoder | None = None):
         self.detector = detector
-        # With an embedder (--all, --automate), faces are embedded from the image already
+        # With an encoder (--all, --automate), faces are embedded from the image already
         # decoded here, which saves the embedding stage a second decode.
-        self.embedder = embedder if settings.embed_at_detection_min_px > 0 else None
+        self.encoder = encoder if settings.embed_at_detection_min_px > 0 else None
         self.settings = settings
         self.opts = analyze_options(settings)
         self.paths: dict[int, str] = {}
@@ -194,25 +194,24 @@ class DetectionStage:
         finally:
             self._time("thumbnails", started)
         crops: list = [None] * len(found)
-        if self.embedder is not None:
-            crops = embedding_crops(decoded, found, self.settings.embed_crop_margin,
-                                    self.settings.embed_at_detection_min_px)
+        if self.encoder is not None:
+            crops = embedding_crops(decoded, found, self.encoder, self.settings.embed_at_detection_min_px)
         return ItemResult(item, [Detection(f, path, crop) for f, path, crop in zip(found, files, crops)])
 
     def _embed(self, results: list[ItemResult]) -> None:
         todo = [d for r in results for d in r.faces if d.crop is not None]
-        if not todo or self.embedder is None:
+        if not todo or self.encoder is None:
             return
         started = time.perf_counter()
         try:
-            vectors = embed_crops(self.embedder, np.stack([d.crop for d in todo]), self.settings.embed_flip)
+            vectors = self.encoder.encode([d.crop for d in todo])
         except Exception as exc:  # the embedding stage embeds them later, one by one if need be
             log.warning("embedding at detection failed (%s); left to the embedding stage", first_line(exc))
             return
         finally:
             self._time("embed", started)
         for d, v in zip(todo, vectors):
-            d.vector, d.crop = v.tobytes(), None
+            d.vectors, d.crop = v, None
 
     def work(self, items, stop: StopFlag | None):
         results: list[ItemResult] = []
@@ -239,8 +238,11 @@ class DetectionStage:
                 faces_repo.NewFace(
                     media_file_id=r.item.media_file_id, bounding_box=d.found.face.box.to_json(),
                     confidence=d.found.face.score, landmarks=d.found.face.landmarks_json(), blur=d.found.blur,
-                    is_usable=d.found.usable, thumbnail_path=d.thumbnail, embedding=d.vector,
-                    embedding_model=self.embedder.name if d.vector is not None else None,
+                    is_usable=d.found.usable, thumbnail_path=d.thumbnail,
+                    embedding=d.vectors.embedding if d.vectors else None,
+                    embedding_model=self.encoder.model if d.vectors else None,
+                    embedding2=d.vectors.embedding2 if d.vectors else None,
+                    embedding2_model=self.encoder.model2 if d.vectors else None,
                 )
                 for d in plan.insert
             )
@@ -286,7 +288,7 @@ def run_batch(sessions: sessionmaker[Session], stage: DetectionStage, settings: 
         return None
     report = DetectReport(
         faces=sum(len(r.faces) for r in batch.results), seconds=time.perf_counter() - started,
-        embedded=sum(d.vector is not None for r in batch.results for d in r.faces),
+        embedded=sum(d.vectors is not None for r in batch.results for d in r.faces),
         outcomes={**dict(batch.failures), **{r.item.item_id: None for r in batch.results}},
     )
     log.info("batch: %d images, %d faces, %d failed in %.1f s",
@@ -295,12 +297,12 @@ def run_batch(sessions: sessionmaker[Session], stage: DetectionStage, settings: 
 
 
 def detect_pending(sessions: sessionmaker[Session], detector: Detector, settings: Settings,
-                   stop: StopFlag | None = None, embedder: Embedder | None = None) -> DetectReport:
+                   stop: StopFlag | None = None, encoder: FaceEncoder | None = None) -> DetectReport:
     """Process batches until nothing is claimable (or a stop is requested), then sweep
-    orphaned thumbnails. With an embedder, large enough faces are embedded on the way."""
+    orphaned thumbnails. With an encoder, large enough faces are embedded on the way."""
     total = DetectReport()
     detector.load()
-    stage = DetectionStage(detector, settings, embedder)
+    stage = DetectionStage(detector, settings, encoder)
     work_queue.start(sessions, stage.queue, settings, log)
     with work_queue.handing_back_on_error(sessions, stage.queue, settings, log):
         while not (stop is not None and stop.is_set()):

@@ -16,13 +16,11 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
 
-import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.errors import first_line
-from app.inference.embedder import Embedder
-from app.pipeline.crop import face_crop, l2_normalise, standardise
+from app.pipeline.encode import FaceEncoder, Prepared, parse_landmarks
 from app.pipeline.decode import DecodeError, load_rgb
 from app.repositories import queue as q_repo
 from app.repositories import recognition as repo
@@ -48,27 +46,20 @@ class EmbedReport:
         return len(self.failures)
 
 
-def embed_crops(embedder: Embedder, crops: np.ndarray, flip: bool) -> np.ndarray:
-    """uint8 crops (n, 160, 160, 3) -> L2-normalised float32 vectors."""
-    vectors = embedder.embed(standardise(crops))
-    if flip:
-        vectors = vectors + embedder.embed(standardise(crops[:, :, ::-1]))
-    return l2_normalise(vectors)
-
-
 @dataclass(frozen=True)
 class Embedded:
     face_id: int
     vector: bytes
+    vector2: bytes | None
 
 
 class EmbeddingStage:
-    queue = q_repo.EMBEDDING
     log = log
 
-    def __init__(self, embedder: Embedder, settings: Settings):
-        self.embedder = embedder
+    def __init__(self, encoder: FaceEncoder, settings: Settings):
+        self.encoder = encoder
         self.settings = settings
+        self.queue = q_repo.embedding_queue(second=encoder.second is not None)
         self.paths: dict[int, str] = {}
 
     def describe(self, face_id: int) -> str:
@@ -99,17 +90,17 @@ class EmbeddingStage:
                 continue
             for f in group:
                 try:
-                    crops.append(face_crop(image, Box.from_json(f.bounding_box), self.settings.embed_crop_margin,
-                                           square=False))
+                    landmarks = parse_landmarks(f.landmarks) if self.encoder.second else None
+                    crops.append(self.encoder.prepare(image, Box.from_json(f.bounding_box), landmarks))
                     ids.append(f.face_id)
                 except Exception as exc:  # one bad box (written by another application?) fails alone
                     problems.append(Problem(f.face_id, f"cannot crop the face: {type(exc).__name__}: {exc}"))
         return ids, crops, problems
 
-    def _embed(self, ids: list[int], crops: list[np.ndarray]) -> tuple[list[Embedded], list[Problem]]:
+    def _embed(self, ids: list[int], crops: list[Prepared]) -> tuple[list[Embedded], list[Problem]]:
         try:
-            vectors = embed_crops(self.embedder, np.stack(crops), self.settings.embed_flip)
-            return [Embedded(i, v.tobytes()) for i, v in zip(ids, vectors)], []
+            vectors = self.encoder.encode(crops)
+            return [Embedded(i, v.embedding, v.embedding2) for i, v in zip(ids, vectors)], []
         except Exception as exc:
             if len(ids) == 1:
                 return [], [Problem(ids[0], f"the embedding model failed: {type(exc).__name__}: {exc}")]
@@ -130,23 +121,24 @@ class EmbeddingStage:
         return done, problems + failed
 
     def store(self, session: Session, results: list[Embedded]) -> None:
-        repo.save_embeddings(session, [(r.face_id, r.vector) for r in results], self.embedder.name)
+        repo.save_embeddings(session, [(r.face_id, r.vector, r.vector2) for r in results],
+                             self.encoder.model, self.encoder.model2)
 
     def after_commit(self, stored, dropped) -> None:
         pass
 
 
-def embed_pending(sessions: sessionmaker[Session], embedder: Embedder, settings: Settings,
+def embed_pending(sessions: sessionmaker[Session], encoder: FaceEncoder, settings: Settings,
                   stop: StopFlag | None = None) -> EmbedReport:
     report = EmbedReport()
     started = last_progress = time.perf_counter()
-    stage = EmbeddingStage(embedder, settings)
+    stage = EmbeddingStage(encoder, settings)
     work_queue.start(sessions, stage.queue, settings, log)
     total = work_queue.in_transaction(
-        sessions, lambda s: repo.count_faces_to_embed(s, settings.max_attempts), "counting faces to embed", log)
+        sessions, lambda s: q_repo.count_open(s, stage.queue, settings.max_attempts), "counting faces to embed", log)
     if total:
-        log.info("embedding %d faces with %s", total, embedder.name)
-        embedder.load()
+        log.info("embedding %d faces with %s", total, encoder.name)
+        encoder.load()
     with work_queue.handing_back_on_error(sessions, stage.queue, settings, log):
         while not (stop is not None and stop.is_set()):
             batch = work_queue.run_batch(sessions, stage, settings, settings.embed_batch_size, stop)

@@ -1,6 +1,10 @@
 """--evaluate DIR: the whole pipeline on a labelled folder, scored.
 
-DIR holds one sub-folder per identity; `group/` is processed but not scored. Each
+DIR holds one sub-folder per identity; `group/` is processed but not scored. With
+--strangers S, every image file in S is one more identity of its own (people seen once,
+as in every real album), and the report counts the strangers that end in a person with
+someone else. With --folds K, the clustering settings are also chosen by
+cross-validation over identities (app/services/crossval.py). Each
 single-person image is scored by its main face: the face nearest the image centre among
 the faces at least 80 % as large as the largest one (LFW photos often show a second,
 slightly larger neighbour; on the dev set the plain "largest" rule picks a wrong face in
@@ -29,12 +33,13 @@ from app.config import Settings
 from app.db import schema
 from app.db.engine import make_engine, session_factory
 from app.inference.detector import Detector
-from app.inference.embedder import Embedder
+from app.pipeline.encode import FaceEncoder
 from app.pipeline import metrics
 from app.pipeline.cluster import cluster_vectors
 from app.types import Box
 from app.repositories import evaluation as repo
-from app.services.assign import cluster_params
+from app.services import crossval
+from app.services.assign import cluster_params, linkage_params
 from app.services.detect import detect_pending
 from app.services.ingest import IMAGE_EXTENSIONS, register_files
 from app.services.recognize import recognize
@@ -42,6 +47,7 @@ from app.services.recognize import recognize
 log = logging.getLogger("app.evaluate")
 GROUP = "group"
 HOLD_BACK, HOLD_BACK_MIN = 2, 8
+STRANGER = crossval.STRANGER
 SIMILAR_SIZE = 0.8
 
 
@@ -50,6 +56,13 @@ class Sample:
     path: Path
     identity: str | None  # None: group photo, not scored
     dataset: str
+
+
+def load_strangers(folder: Path) -> list[Sample]:
+    """One identity per image file (hidden files skipped: they are not photos)."""
+    return [Sample(p.resolve(), STRANGER + p.stem, "strangers")
+            for p in sorted(folder.iterdir())
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS]
 
 
 def load_samples(root: Path) -> list[Sample]:
@@ -89,12 +102,12 @@ def _image_size(path: Path) -> tuple[int, int]:
 class Run:
     """One fresh database, and the pipeline run on it stage by stage."""
 
-    def __init__(self, url: str, settings: Settings, detector: Detector, embedder: Embedder, work: Path):
+    def __init__(self, url: str, settings: Settings, detector: Detector, encoder: FaceEncoder, work: Path):
         schema.upgrade(url)
         self.engine = make_engine(url)
         self.sessions = session_factory(self.engine)
         self.settings = replace(settings, database_url=url, thumbnail_path=work / "thumbnails")
-        self.detector, self.embedder = detector, embedder
+        self.detector, self.encoder = detector, encoder
         self.timings: dict[str, float] = defaultdict(float)
 
     def add(self, paths: list[Path]) -> None:
@@ -104,7 +117,7 @@ class Run:
         t = time.perf_counter()
         detect_pending(self.sessions, self.detector, self.settings)
         self.timings["detection"] += time.perf_counter() - t
-        report = recognize(self.sessions, self.embedder, self.settings)
+        report = recognize(self.sessions, self.encoder, self.settings)
         self.timings["embedding"] += report.embed.seconds
         self.timings["assignment"] += report.assign.seconds
 
@@ -151,6 +164,7 @@ def clustering_stats(scored) -> dict:
     truth_names = [s.identity for s, _ in scored]
     _, truth = np.unique(np.array(truth_names), return_inverse=True)
     labels = np.array([f.person_id if f is not None and f.person_id is not None else -1 for _, f in scored])
+    is_stranger = np.array([n.startswith(STRANGER) for n in truth_names], dtype=bool)
     pw, b3 = metrics.pairwise(truth, labels), metrics.bcubed(truth, labels)
     return {
         "scored_faces": len(scored),
@@ -161,26 +175,68 @@ def clustering_stats(scored) -> dict:
         "identities": len(set(truth_names)),
         "unassigned_share": float((labels < 0).mean()) if labels.size else 0.0,
         "largest_mixed_person_identities": metrics.largest_mixed(truth, labels),
+        # the same, counting only the folder's own identities (strangers left out)
+        "largest_mixed_person_named_identities": metrics.largest_mixed(
+            truth[~is_stranger], labels[~is_stranger]) if is_stranger.any() else metrics.largest_mixed(truth, labels),
     }
 
 
-def separation_stats(scored, threshold: float) -> dict:
-    pairs = [(s.identity, np.frombuffer(f.embedding, np.float32)) for s, f in scored
-             if f is not None and f.embedding is not None]
+def strangers_stats(scored, faces: dict[str, list[repo.ScoredFace]]) -> dict:
+    """Strangers whose main face is in a person holding any other face."""
+    per_person = Counter(f.person_id for fs in faces.values() for f in fs if f.person_id is not None)
+    strangers = [(s, f) for s, f in scored if s.identity.startswith(STRANGER)]
+    merged = [s.path.name for s, f in strangers
+              if f is not None and f.person_id is not None and per_person[f.person_id] > 1]
+    return {"strangers": len(strangers), "merged": len(merged),
+            "merged_share": len(merged) / len(strangers) if strangers else 0.0,
+            "without_main_face": sum(1 for _, f in strangers if f is None), "merged_files": merged[:50]}
+
+
+def fold_faces(samples: list[Sample], faces: dict[str, list[repo.ScoredFace]], settings: Settings
+               ) -> crossval.FoldFaces:
+    """Every usable embedded face of the run, with its photo's identity and whether it is
+    the photo's main face."""
+    identity: list[str] = []
+    main: list[bool] = []
+    media: list[int] = []
+    vectors: list[np.ndarray] = []
+    match: list[np.ndarray] = []
+    second = settings.embedder not in ("facenet-casia", "facenet-vggface2")
+    for s in samples:
+        found = faces.get(str(s.path), [])
+        w, h = _image_size(s.path)
+        chosen = main_face(found, w, h)
+        for f in found:
+            if not f.usable or f.embedding is None or (second and f.embedding2 is None):
+                continue
+            identity.append(s.identity or "")
+            main.append(f is chosen and s.identity is not None)
+            media.append(f.media_file_id)
+            match.append(np.frombuffer(f.embedding, np.float32))
+            vectors.append(np.frombuffer(f.embedding2 if second else f.embedding, np.float32))
+    return crossval.FoldFaces(np.array(identity), np.array(main, bool), np.array(media, np.int64),
+                              np.vstack(vectors), np.vstack(match))
+
+
+def separation_stats(scored, threshold: float, second: bool = False) -> dict:
+    """Same vs different identity similarity of the main faces: FaceNet's (Embedding), or
+    the second model's (Embedding2)."""
+    pairs = [(s.identity, np.frombuffer(f.embedding2 if second else f.embedding, np.float32)) for s, f in scored
+             if f is not None and (f.embedding2 if second else f.embedding) is not None]
     if len(pairs) < 2:
         return {}
     _, truth = np.unique(np.array([p[0] for p in pairs]), return_inverse=True)
     return metrics.verification(np.vstack([p[1] for p in pairs]), truth, threshold)
 
 
-def incremental(samples: list[Sample], settings: Settings, detector, embedder, make_url, work: Path) -> dict:
+def incremental(samples: list[Sample], settings: Settings, detector, encoder, make_url, work: Path) -> dict:
     by_identity: dict[str, list[Sample]] = defaultdict(list)
     for s in samples:
         if s.identity:
             by_identity[s.identity].append(s)
     later = {s.path for members in by_identity.values() if len(members) >= HOLD_BACK_MIN
              for s in members[-HOLD_BACK:]}
-    run = Run(make_url("incremental"), settings, detector, embedder, work / "incremental")
+    run = Run(make_url("incremental"), settings, detector, encoder, work / "incremental")
     try:
         run.add([s.path for s in samples if s.path not in later])
         first = run.faces_by_path()
@@ -249,13 +305,22 @@ def require_empty(url: str) -> None:
         engine.dispose()
 
 
-def evaluate(root: Path, settings: Settings, detector: Detector, embedder: Embedder,
-             database_url: str | None = None, do_sweep: bool = False, do_incremental: bool = True) -> dict:
+def evaluate(root: Path, settings: Settings, detector: Detector, encoder: FaceEncoder,
+             database_url: str | None = None, do_sweep: bool = False, do_incremental: bool = True,
+             strangers: Path | None = None, folds: int = 0) -> dict:
     if database_url:
         require_empty(database_url)
     samples = load_samples(root)
     if not any(s.identity for s in samples):
         raise ValueError(f"{root} has no identity sub-folders with images")
+    if strangers is not None:
+        extra = load_strangers(strangers)
+        if not extra:
+            raise ValueError(f"{strangers} holds no image files")
+        samples += extra
+    if folds and settings.cluster_algorithm != "linkage":
+        raise ValueError("--folds cross-validates the linkage settings: use CLUSTER_ALGORITHM=linkage")
+    link = linkage_params(settings)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="facegroup-eval-") as tmp:
         work = Path(tmp)
@@ -265,7 +330,7 @@ def evaluate(root: Path, settings: Settings, detector: Detector, embedder: Embed
                 return database_url if name == "full" else _sibling_database(database_url, name)
             return f"sqlite:///{work / (name + '.db')}"
 
-        run = Run(make_url("full"), settings, detector, embedder, work / "full")
+        run = Run(make_url("full"), settings, detector, encoder, work / "full")
         try:
             run.add([s.path for s in samples])
             faces = run.faces_by_path()
@@ -275,17 +340,27 @@ def evaluate(root: Path, settings: Settings, detector: Detector, embedder: Embed
         result = {
             "data": str(root),
             "settings": {k: getattr(settings, k) for k in (
-                "detector", "detect_max_side", "detect_min_score", "min_face_size", "embedder",
-                "embed_crop_margin", "match_threshold", "cluster_algorithm", "cluster_use_umap",
-                "hdbscan_epsilon", "dbscan_eps")},
+                "detector", "detect_max_side", "detect_min_score", "min_face_size", "embedder", "facenet",
+                "embed_crop_margin", "embed_flip", "match_threshold", "cluster_algorithm", "link_min_size",
+                "link_neighbours")},
+            "linkage": {"threshold": link.threshold, "pair_threshold": link.pair_threshold},
             "main_face_rule": "nearest the centre among faces >= 80% of the largest face's area",
             "detection": detection_stats(samples, faces),
             "embedding_separation": separation_stats(scored, settings.match_threshold),
+            "decision_separation": separation_stats(scored, link.threshold, second=True)
+            if encoder.second is not None else {},
             "clustering": clustering_stats(scored),
             "timings_seconds": dict(run.timings),
         }
+        if strangers is not None:
+            result["strangers"] = strangers_stats(scored, faces)
+        if folds:
+            result["cross_validation"] = crossval.cross_validate(
+                fold_faces(samples, faces, settings), folds,
+                crossval.Setting(link.threshold, link.pair_threshold, settings.link_min_size),
+                settings.match_threshold, settings.link_neighbours)
         if do_incremental:
-            result["incremental"] = incremental(samples, settings, detector, embedder, make_url, work)
+            result["incremental"] = incremental(samples, settings, detector, encoder, make_url, work)
         if do_sweep:
             result["sweep"] = sweep(scored, settings)
     result["total_seconds"] = time.perf_counter() - started

@@ -20,6 +20,13 @@ def print_report(r: dict) -> None:
         print(f"  similarity at false-match rate 1e-3  {sep['similarity_at_fmr_1e-3']:.3f}")
         print(f"  similarity at false-match rate 1e-4  {sep['similarity_at_fmr_1e-4']:.3f}")
         print(f"  same-identity pairs >= threshold     {_pct(sep['same_pairs_at_threshold'])}")
+    dec = r.get("decision_separation") or {}
+    if dec:
+        print(f"\ndeciding embedding ({r['settings']['embedder']}) separation (main faces)")
+        print(f"  ROC AUC same vs different identity   {dec['auc']:.4f}")
+        print(f"  similarity at false-match rate 1e-3  {dec['similarity_at_fmr_1e-3']:.3f}")
+        print(f"  similarity at false-match rate 1e-4  {dec['similarity_at_fmr_1e-4']:.3f}")
+        print(f"  same-identity pairs >= link bound    {_pct(dec['same_pairs_at_threshold'])}")
     c = r["clustering"]
     print(f"\nclustering ({r['main_face_rule']})")
     print(f"  pairwise  precision {c['pairwise']['precision']:.3f}  recall {c['pairwise']['recall']:.3f}"
@@ -29,12 +36,33 @@ def print_report(r: dict) -> None:
     print(f"  persons made {c['persons_made']} for {c['identities']} identities; unassigned "
           f"{_pct(c['unassigned_share'])}; largest mixed person holds "
           f"{c['largest_mixed_person_identities']} identities")
+    if "largest_mixed_person_named_identities" in c:
+        print(f"  largest mix among the folder's own identities (strangers left out): "
+              f"{c['largest_mixed_person_named_identities']}")
+    st = r.get("strangers")
+    if st:
+        print(f"\nstrangers: {st['merged']} of {st['strangers']} ({_pct(st['merged_share'])}) share a person "
+              f"with someone else; {st['without_main_face']} had no face found")
+    cv = r.get("cross_validation")
+    if cv:
+        print(f"\ncross-validation over identities ({len(cv['folds'])} folds: settings chosen on the others)")
+        for f in cv["folds"]:
+            print(f"  fold {f['fold']}: P {f['pairwise']['precision']:.4f}  R {f['pairwise']['recall']:.4f}"
+                  f"  F1 {f['pairwise']['f1']:.4f}  BCubed F1 {f['bcubed']['f1']:.4f}  strangers merged "
+                  f"{f['strangers_merged']}/{f['strangers']}  unassigned {_pct(f['unassigned_share'])}"
+                  f"  [{f['chosen']}]")
+        m = cv["mean"]
+        print(f"  mean: P {m['pairwise_precision']:.4f}  R {m['pairwise_recall']:.4f}  F1 {m['pairwise_f1']:.4f}"
+              f"  BCubed F1 {m['bcubed_f1']:.4f}; worst fold F1 {cv['worst_pairwise_f1']:.4f}")
+        print(f"  chosen most often: {cv['chosen_most']} "
+              f"({'the defaults' if cv['default_is_chosen_most'] else 'NOT the defaults: ' + cv['default']})")
     inc = r.get("incremental")
     if inc:
         print(f"\nincremental: {inc['added_photos']} photos added to known identities")
         for key in ("joined_right_person", "joined_wrong_person", "new_person", "unassigned"):
             print(f"  {key.replace('_', ' '):<24}{inc.get(key, 0):>6}")
-        print(f"  joined the right person: {_pct(inc['joined_right_share'])}")
+        print(f"  joined the right person: {_pct(inc['joined_right_share'])}; a wrong one: "
+              f"{_pct(inc.get('joined_wrong_person', 0) / inc['added_photos'] if inc['added_photos'] else 0.0)}")
     print("\ntimings (seconds)")
     for stage, secs in r["timings_seconds"].items():
         print(f"  {stage:<14}{secs:>8.1f}")

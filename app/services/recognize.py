@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.inference.embedder import Embedder
+from app.pipeline.encode import FaceEncoder
 from app.services.assign import AssignReport, assign_unassigned, recluster
 from app.services.embed import EmbedReport, embed_pending
 from app.stopping import StopFlag
@@ -21,9 +21,9 @@ class RecognizeReport:
     assign: AssignReport
 
 
-def recognize(sessions: sessionmaker[Session], embedder: Embedder, settings: Settings,
+def recognize(sessions: sessionmaker[Session], encoder: FaceEncoder, settings: Settings,
               rebuild: bool = False, stop: StopFlag | None = None) -> RecognizeReport:
-    embedded = embed_pending(sessions, embedder, settings, stop)
+    embedded = embed_pending(sessions, encoder, settings, stop)
     if stop is not None and stop.is_set():  # a stop request: clustering can wait for the next run
         log.info("recognition: %d faces embedded; stopped before assignment", embedded.faces)
         return RecognizeReport(embedded, AssignReport())

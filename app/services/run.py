@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.inference.detector import Detector
-from app.inference.embedder import Embedder
+from app.pipeline.encode import FaceEncoder
 from app.services.detect import DetectReport, detect_pending
 from app.services.recognize import RecognizeReport, recognize
 from app.stopping import StopFlag
@@ -24,9 +24,9 @@ class RunReport:
         return self.detected.failed + (self.recognized.embed.failed if self.recognized else 0)
 
 
-def detect_and_recognize(sessions: sessionmaker[Session], detector: Detector, embedder: Embedder,
+def detect_and_recognize(sessions: sessionmaker[Session], detector: Detector, encoder: FaceEncoder,
                          settings: Settings, stop: StopFlag | None = None) -> RunReport:
-    detected = detect_pending(sessions, detector, settings, stop, embedder=embedder)
+    detected = detect_pending(sessions, detector, settings, stop, encoder=encoder)
     if stop is not None and stop.is_set():
         return RunReport(detected, None)
-    return RunReport(detected, recognize(sessions, embedder, settings, stop=stop))
+    return RunReport(detected, recognize(sessions, encoder, settings, stop=stop))

@@ -12,8 +12,8 @@ from tests.unit.synthetic import faces_around, identities
 
 
 def params(**changes):
-    """The product's default clustering settings, with some changed."""
-    return replace(cluster_params(load_settings({}, env_file=None)), **changes)
+    """The product's default HDBSCAN / DBSCAN settings, with some changed."""
+    return replace(cluster_params(load_settings({}, env_file=None)), **{"algorithm": "hdbscan", **changes})
 
 
 def _dataset(n_ids=6, per_id=10, similarity=0.85, seed=0):

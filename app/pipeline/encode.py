@@ -1,0 +1,93 @@
+"""Face crops in, stored vectors out: the contract's FaceNet vector and, when the
+decision embedder is another model (SFace), its vector beside it.
+
+`Faces.Embedding` always holds the FaceNet 512-d vector the contract promises to other
+applications; `Faces.Embedding2` holds the second model's. Which one decides persons is
+the EMBEDDER setting (app/services/assign.py reads it).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from app.inference.embedder import Embedder
+from app.pipeline.align import aligned_crop
+from app.pipeline.crop import face_crop, l2_normalise, standardise
+from app.types import Box
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One face's crops: FaceNet's box crop (160x160) and, for the second model, the crop
+    aligned on the landmarks (112x112). Both uint8 RGB."""
+
+    box_crop: np.ndarray
+    aligned: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class Vectors:
+    embedding: bytes  # FaceNet, float32, L2-normalised
+    embedding2: bytes | None  # the second model's, or None when there is none
+
+
+def parse_landmarks(text: str | None) -> list[tuple[float, float]]:
+    points = json.loads(text) if text else None
+    if not points or len(points) != 5:
+        raise ValueError("the face has no 5 landmarks to align it")
+    return [(float(x), float(y)) for x, y in points]
+
+
+class FaceEncoder:
+    """The two embedders of a run, loaded once."""
+
+    def __init__(self, facenet: Embedder, second: Embedder | None, margin: float, flip: bool):
+        self.facenet = facenet
+        self.second = second
+        self.margin = margin
+        self.flip = flip
+
+    @property
+    def name(self) -> str:
+        return self.facenet.name + (f" + {self.second.name}" if self.second else "")
+
+    @property
+    def model(self) -> str:
+        return self.facenet.name
+
+    @property
+    def model2(self) -> str | None:
+        return self.second.name if self.second else None
+
+    def load(self) -> None:
+        self.facenet.load()
+        if self.second:
+            self.second.load()
+
+    def prepare(self, image: np.ndarray, box: Box, landmarks: list[tuple[float, float]] | None) -> Prepared:
+        """Landmarks in the same pixels as `image` (needed only with a second model)."""
+        crop = face_crop(image, box, self.margin, square=False)
+        if self.second is None:
+            return Prepared(crop, None)
+        if landmarks is None:
+            raise ValueError("the face has no landmarks to align it")
+        return Prepared(crop, aligned_crop(image, landmarks))
+
+    def encode(self, faces: list[Prepared]) -> list[Vectors]:
+        if not faces:
+            return []
+        crops = np.stack([f.box_crop for f in faces])
+        first = self.facenet.embed(standardise(crops))
+        if self.flip:
+            first = first + self.facenet.embed(standardise(np.ascontiguousarray(crops[:, :, ::-1])))
+        first = l2_normalise(first)
+        if self.second is None:
+            return [Vectors(v.tobytes(), None) for v in first]
+        aligned = np.stack([f.aligned for f in faces])
+        second = self.second.embed(aligned)
+        if self.flip:
+            second = second + self.second.embed(np.ascontiguousarray(aligned[:, :, ::-1]))
+        second = l2_normalise(second)
+        return [Vectors(a.tobytes(), b.tobytes()) for a, b in zip(first, second)]

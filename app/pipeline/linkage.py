@@ -1,0 +1,147 @@
+"""Average-linkage clustering with an absolute bound, over a sparse neighbour graph.
+
+For L2-normalised vectors the average cosine similarity between the members of two
+groups A and B is sum(A) . sum(B) / (|A| |B|), so every group is kept as its sum vector
+and its size, and average linkage costs one dot product per candidate pair. Two groups
+merge only when that average reaches `threshold` (a fixed number, calibrated to a
+false-match rate: README, "Recognition quality"), whatever the density around them;
+the groups formed this way satisfy the bound by construction, and a stranger joins a
+group only when it resembles that group's faces on average as strongly as a true match.
+
+Two singletons pair up only at the stricter `pair_threshold`: a pair of two faces is
+decided by one similarity, with no average to steady it, and pairs of strangers are
+the most frequent false merges in a library full of people seen once.
+
+Only pairs linked in the k-nearest-neighbour graph are ever compared, so memory grows
+with n * k, never n^2 (the path to a million faces).
+
+Known persons enter as ready groups (their faces' sum and count): a face joins a person
+by the same rule as two new faces form one. Vetoes: two known persons never merge, and
+two groups holding faces of one photo never merge (one photo, one face per person).
+"""
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+import numpy as np
+
+from app.pipeline.match import top_k
+
+
+@dataclass(frozen=True)
+class LinkageParams:
+    threshold: float  # average cosine similarity needed to merge two groups
+    pair_threshold: float  # needed to merge two single faces
+    neighbours: int = 10  # k of the candidate graph
+
+
+@dataclass(frozen=True)
+class Seeds:
+    """Known persons as ready groups."""
+
+    sums: np.ndarray  # (m, d) float64: sum of each person's unit vectors
+    counts: np.ndarray  # (m,) int
+    media: list[set[int]]  # photos each person already appears in
+
+    @classmethod
+    def empty(cls, dim: int) -> "Seeds":
+        return cls(np.zeros((0, dim)), np.zeros(0, np.int64), [])
+
+    @classmethod
+    def of(cls, vectors: np.ndarray, person_ids: np.ndarray, media_ids: np.ndarray) -> tuple["Seeds", np.ndarray]:
+        """Seeds from known faces; also returns the person id of each seed."""
+        persons, inverse = np.unique(person_ids, return_inverse=True)
+        sums = np.zeros((persons.size, vectors.shape[1] if vectors.ndim == 2 else 0))
+        np.add.at(sums, inverse, vectors.astype(np.float64))
+        counts = np.bincount(inverse, minlength=persons.size)
+        media: list[set[int]] = [set() for _ in range(persons.size)]
+        for i, m in zip(inverse.tolist(), media_ids.tolist()):
+            media[i].add(int(m))
+        return cls(sums, counts, media), persons
+
+
+def cluster(vectors: np.ndarray, media_ids: np.ndarray, seeds: Seeds, p: LinkageParams) -> np.ndarray:
+    """Group label per face: s in [0, m) joins seed s; m and above, a new group (the
+    label of its first member, offset by m); faces left alone keep their own label too
+    (callers count group sizes)."""
+    n, m = vectors.shape[0], seeds.counts.size
+    if n == 0:
+        return np.zeros(0, np.int64)
+    x = vectors.astype(np.float32)
+    total = m + n
+    sums = [seeds.sums[i].astype(np.float64) for i in range(m)] + [x[i].astype(np.float64) for i in range(n)]
+    counts = [int(c) for c in seeds.counts.tolist()] + [1] * n
+    media = [set(s) for s in seeds.media] + [{int(v)} for v in media_ids.tolist()]
+    known = [True] * m + [False] * n
+    neighbours: list[set[int]] = [set() for _ in range(total)]
+    version = [0] * total
+    alive = [True] * total
+    parent = list(range(total))
+
+    def link(a: int, b: int) -> None:
+        if a != b and not (known[a] and known[b]):
+            neighbours[a].add(b)
+            neighbours[b].add(a)
+
+    if n > 1:
+        idx, _ = top_k(x, x, min(p.neighbours + 1, n))
+        for i in range(n):
+            for j in idx[i].tolist():
+                if j >= 0:
+                    link(m + i, m + j)
+    if m:
+        centres = (seeds.sums / np.maximum(np.linalg.norm(seeds.sums, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        idx, _ = top_k(x, centres, min(p.neighbours, m))
+        for i in range(n):
+            for s in idx[i].tolist():
+                if s >= 0:
+                    link(m + i, s)
+
+    heap: list[tuple[float, int, int, int, int]] = []
+
+    def push(a: int, b: int) -> None:
+        sim = float(sums[a] @ sums[b]) / (counts[a] * counts[b])
+        need = p.pair_threshold if counts[a] + counts[b] == 2 else p.threshold
+        if sim >= need:
+            heapq.heappush(heap, (-sim, a, b, version[a], version[b]))
+
+    for a in range(total):
+        for b in neighbours[a]:
+            if a < b:
+                push(a, b)
+
+    while heap:
+        _, a, b, va, vb = heapq.heappop(heap)
+        if not (alive[a] and alive[b]) or version[a] != va or version[b] != vb:
+            continue
+        if media[a] & media[b]:
+            continue  # one photo, one face per person: never, however the groups grow
+        if known[b]:
+            a, b = b, a  # a known person keeps its identity
+        sums[a] = sums[a] + sums[b]
+        counts[a] += counts[b]
+        media[a] |= media[b]
+        alive[b] = False
+        version[a] += 1
+        neighbours[a] |= neighbours[b]
+        neighbours[a].discard(a)
+        neighbours[a].discard(b)
+        for c in neighbours[b]:
+            neighbours[c].discard(b)
+            if c != a:
+                neighbours[c].add(a)
+        neighbours[b] = set()
+        sums[b] = None  # type: ignore[call-overload]
+        for c in list(neighbours[a]):
+            if alive[c] and not (known[a] and known[c]):
+                push(a, c)
+        parent[b] = a
+    return np.array([_root(parent, m + i) for i in range(n)], dtype=np.int64)
+
+
+def _root(parent: list[int], i: int) -> int:
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i

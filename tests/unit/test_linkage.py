@@ -1,0 +1,124 @@
+"""Average linkage under an absolute bound (app/pipeline/linkage.py) and the planner and
+candidate choice built on it, on synthetic unit vectors."""
+import numpy as np
+
+from app.pipeline.align import TEMPLATE, aligned_crop, similarity
+from app.pipeline.assign import Faces, plan_linkage
+from app.pipeline.linkage import LinkageParams, Seeds, cluster
+from app.repositories.recognition import FaceVectors
+from app.services.assign import candidates
+from tests.unit.synthetic import faces_around, identities, normalise
+
+P = LinkageParams(threshold=0.5, pair_threshold=0.6, neighbours=10)
+
+
+def _groups(labels: np.ndarray) -> list[list[int]]:
+    out: dict[int, list[int]] = {}
+    for i, lab in enumerate(labels.tolist()):
+        out.setdefault(lab, []).append(i)
+    return sorted(out.values())
+
+
+def test_identities_become_groups_and_strangers_stay_alone():
+    ids = identities(5, dim=128, seed=1)
+    # 3 people with 6 faces each (pairwise similarity about 0.72), 2 strangers
+    vectors = np.vstack([faces_around(ids[i], 6, 0.85, 10 + i) for i in range(3)] + [ids[3:5]])
+    labels = cluster(vectors, np.arange(20), Seeds.empty(128), P)
+    assert _groups(labels) == [list(range(0, 6)), list(range(6, 12)), list(range(12, 18)), [18], [19]]
+
+
+def test_a_chain_of_close_neighbours_does_not_merge_its_far_ends():
+    """Single linkage would join a chain whose neighbours are close; average linkage keeps
+    every group's members close to the group as a whole."""
+    a, b = identities(2, dim=64, seed=2)
+    steps = np.linspace(0, 1, 12)
+    chain = normalise(np.array([(1 - t) * a + t * b for t in steps]))
+    assert min(float(chain[i] @ chain[i + 1]) for i in range(11)) > 0.9  # each link is strong
+    labels = cluster(chain, np.arange(12), Seeds.empty(64), LinkageParams(0.75, 0.75, 4))
+    for group in _groups(labels):
+        members = chain[group]
+        centre = members.sum(axis=0)
+        # the bound holds for every group: the average similarity within it
+        n = len(group)
+        if n > 1:
+            assert (float(centre @ centre) - n) / (n * (n - 1)) >= 0.75
+    assert len(_groups(labels)) > 1
+
+
+def test_two_lone_faces_pair_only_at_the_pair_threshold():
+    a = identities(1, dim=64, seed=3)[0]
+    two = faces_around(a, 2, 0.75, 4)  # similarity between them about 0.56
+    s = float(two[0] @ two[1])
+    assert P.threshold < s < P.pair_threshold
+    assert _groups(cluster(two, np.arange(2), Seeds.empty(64), P)) == [[0], [1]]
+    assert _groups(cluster(two, np.arange(2), Seeds.empty(64), LinkageParams(0.5, 0.5))) == [[0, 1]]
+
+
+def test_one_photo_never_holds_two_faces_of_one_group():
+    a = identities(1, dim=64, seed=5)[0]
+    vectors = faces_around(a, 4, 0.95, 6)
+    labels = cluster(vectors, np.array([1, 1, 2, 3]), Seeds.empty(64), P)
+    assert labels[0] != labels[1]
+    assert len(_groups(labels)) == 2
+
+
+def test_faces_join_known_persons_and_known_persons_never_merge():
+    ids = identities(2, dim=64, seed=7)
+    # two known persons that look alike: one identity's faces split in two persons
+    known = faces_around(ids[0], 6, 0.9, 8)
+    seeds, persons = Seeds.of(known, np.array([100, 100, 100, 200, 200, 200]), np.arange(6))
+    new = np.vstack([faces_around(ids[0], 2, 0.9, 9), faces_around(ids[1], 3, 0.9, 10)])
+    labels = cluster(new, np.arange(10, 15), seeds, P)
+    assert set(labels[:2].tolist()) <= {0, 1}  # joined one of the known persons
+    assert (labels[2:] >= 2).all() and len(set(labels[2:].tolist())) == 1  # a new group
+    assert persons.tolist() == [100, 200]
+
+
+def test_plan_matches_first_then_joins_and_groups():
+    ids = identities(3, dim=64, seed=12)
+    kv = faces_around(ids[0], 5, 0.9, 13)
+    known = Faces(kv, kv, np.arange(5), np.full(5, 100))
+    nv = np.vstack([faces_around(ids[0], 2, 0.9, 14), faces_around(ids[1], 4, 0.9, 15), ids[2:3]])
+    # matching on other vectors: face 0 matches (identical vector), the rest cluster
+    match = nv.copy()
+    match[0] = kv[0]
+    new = Faces(match, nv, np.arange(100, 107), np.full(7, -1))
+    result = plan_linkage(new, known, 0.99, P, min_size=3)
+    assert result.matched == {0: 100}
+    assert result.joined == {1: 100}
+    assert result.new_groups == [[2, 3, 4, 5]]
+
+
+def test_groups_below_the_minimum_size_stay_unassigned():
+    a = identities(1, dim=64, seed=16)[0]
+    nv = faces_around(a, 2, 0.95, 17)
+    empty = Faces(np.zeros((0, 64), np.float32), np.zeros((0, 64), np.float32), np.zeros(0, np.int64),
+                  np.zeros(0, np.int64))
+    new = Faces(nv, nv, np.arange(2), np.full(2, -1))
+    assert plan_linkage(new, empty, 0.99, P, min_size=3).new_groups == []
+    assert plan_linkage(new, empty, 0.99, P, min_size=2).new_groups == [[0, 1]]
+
+
+def _pool(vectors: np.ndarray, considered: list[bool]) -> FaceVectors:
+    n = vectors.shape[0]
+    return FaceVectors(np.arange(n), np.arange(n), np.full(n, -1), vectors, vectors, np.array(considered))
+
+
+def test_nothing_new_means_nothing_to_decide():
+    ids = identities(2, dim=64, seed=18)
+    vectors = np.vstack([faces_around(ids[0], 3, 0.9, 19), faces_around(ids[1], 3, 0.9, 20)])
+    assert candidates(_pool(vectors, [True] * 6), near=0.3).size == 0
+    # a new face brings back the old faces close to it, not the others
+    with_new = np.vstack([vectors, faces_around(ids[0], 1, 0.9, 21)])
+    assert candidates(_pool(with_new, [True] * 6 + [False]), near=0.5).tolist() == [0, 1, 2, 6]
+
+
+def test_alignment_recovers_a_known_similarity_transform():
+    angle, scale, shift = 0.3, 1.7, np.array([40.0, -12.0])
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    points = (TEMPLATE - shift) @ np.linalg.inv(scale * rot).T  # template = scale*rot*points + shift
+    m = similarity(points, TEMPLATE)
+    assert np.allclose(m[:, :2], scale * rot, atol=1e-9)
+    assert np.allclose(points @ m[:, :2].T + m[:, 2], TEMPLATE, atol=1e-9)
+    image = np.zeros((300, 300, 3), np.uint8)
+    assert aligned_crop(image, TEMPLATE + 50).shape == (112, 112, 3)
