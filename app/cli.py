@@ -254,6 +254,7 @@ def _recognition_summary(report) -> None:
         f"recognition: {e.faces} faces embedded ({e.failed} failed) in {e.seconds:.1f} s; "
         f"{a.faces} unassigned faces: {a.matched} matched, {a.joined} joined existing persons, "
         f"{a.clustered} in {a.persons_created} new persons"
+        + (f", {a.persons_merged} persons merged into others" if a.persons_merged else "")
         + (f" ({a.persons_reused} person ids kept)" if a.persons_reused else "")
         + f", {a.unassigned} left unassigned; assignment in {a.seconds:.1f} s"
     )

@@ -75,7 +75,7 @@ def run_linkage(d: dict, key: str, keep: np.ndarray, params: LinkageParams, min_
     rows = np.flatnonzero(keep & d["usable"])
     vectors = d[key][rows]
     media = np.unique(d["path"][rows], return_inverse=True)[1]
-    raw = cluster(vectors, media, Seeds.empty(vectors.shape[1]), params)
+    raw, _ = cluster(vectors, media, Seeds.empty(vectors.shape[1]), params)
     labels = np.full(keep.size, -1, np.int64)
     ids, counts = np.unique(raw, return_counts=True)
     big = set(ids[counts >= min_size].tolist())

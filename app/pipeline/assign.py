@@ -23,7 +23,7 @@ import numpy as np
 
 from app.pipeline.cluster import ClusterParams, cluster_vectors, split_same_photo
 from app.pipeline.linkage import LinkageParams, Seeds, cluster
-from app.pipeline.match import Known, match_faces
+from app.pipeline.match import Known, match_faces, top_k
 
 
 @dataclass
@@ -31,6 +31,7 @@ class Plan:
     matched: dict[int, int] = field(default_factory=dict)  # face index -> person id
     joined: dict[int, int] = field(default_factory=dict)  # face index -> existing person (by clustering)
     new_groups: list[list[int]] = field(default_factory=list)  # face indices of each new person
+    merged: dict[int, int] = field(default_factory=dict)  # person id -> the person it merged into
 
 
 def pick_exemplars(known: Known, per_person: int) -> np.ndarray:
@@ -109,10 +110,34 @@ class Faces:
     person_ids: np.ndarray  # -1 for the unassigned
 
 
-def plan_linkage(new: Faces, known: Faces, threshold: float, params: LinkageParams, min_size: int) -> Plan:
+def _confirmed(matched: np.ndarray, new: Faces, known: Faces, bound: float) -> np.ndarray:
+    """A FaceNet match stands only when the deciding vectors agree: the face's average
+    similarity to the person's known faces reaches the linkage bound and no other person
+    is closer on average (look-alike relatives pass FaceNet's 0.8 more often than SFace's
+    bound). A match it refuses goes on to clustering, where the bound decides."""
+    rows = np.flatnonzero(matched >= 0)
+    if rows.size == 0 or known.person_ids.size == 0:
+        return np.full_like(matched, -1) if rows.size and known.person_ids.size == 0 else matched
+    persons, inverse = np.unique(known.person_ids, return_inverse=True)
+    means = np.zeros((persons.size, known.vectors.shape[1]))
+    np.add.at(means, inverse, known.vectors.astype(np.float64))
+    means /= np.bincount(inverse, minlength=persons.size)[:, None]
+    idx, sim = top_k(new.vectors[rows].astype(np.float64), means, 1)
+    out = matched.copy()
+    for j, r in enumerate(rows.tolist()):
+        if persons[idx[j, 0]] != matched[r] or sim[j, 0] < bound:
+            out[r] = -1
+    return out
+
+
+def plan_linkage(new: Faces, known: Faces, threshold: float, params: LinkageParams, min_size: int,
+                 free: set[int] | frozenset[int] = frozenset()) -> Plan:
+    """`free`: persons that may merge with each other (automatic, unnamed, untouched by users)."""
     result = Plan()
     matched = match_faces(new.match_vectors, new.media_ids,
                           Known(known.match_vectors, known.person_ids, known.media_ids), threshold)
+    if new.vectors is not new.match_vectors:
+        matched = _confirmed(matched, new, known, params.threshold)
     result.matched = {i: int(p) for i, p in enumerate(matched.tolist()) if p >= 0}
     left = np.flatnonzero(matched < 0)
     if left.size == 0:
@@ -122,9 +147,11 @@ def plan_linkage(new: Faces, known: Faces, threshold: float, params: LinkagePara
         np.vstack([known.vectors, new.vectors[took]]),
         np.concatenate([known.person_ids, matched[took]]),
         np.concatenate([known.media_ids, new.media_ids[took]]),
+        free,
     )
-    labels = cluster(new.vectors[left], new.media_ids[left], seeds, params)
+    labels, roots = cluster(new.vectors[left], new.media_ids[left], seeds, params)
     m = persons.size
+    result.merged = {int(persons[s]): int(persons[r]) for s, r in enumerate(roots.tolist()) if r != s}
     groups: dict[int, list[int]] = {}
     for face, label in zip(left.tolist(), labels.tolist()):
         if label < m:

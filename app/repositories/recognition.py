@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from app.db.models import (
     ASSIGNED_CLUSTERED,
     ASSIGNED_MATCHED,
+    ASSIGNED_USER,
     Faces,
     MediaFile,
     Persons,
@@ -126,6 +127,22 @@ def unassigned_faces(session: Session, facenet: str, model: str) -> FaceVectors:
         .order_by(Faces.Id)
     ).all()
     return _vectors(rows, model == facenet)
+
+
+def free_persons(session: Session) -> set[int]:
+    """Persons the worker may merge: automatic, unnamed, and no face placed by a user."""
+    user_placed = select(Faces.Id).where(Faces.PersonId == Persons.Id, Faces.AssignedBy == ASSIGNED_USER).exists()
+    return set(session.scalars(select(Persons.Id).where(_resettable_person(), ~user_placed)).all())
+
+
+def merge_persons(session: Session, merged: dict[int, int], now: datetime) -> None:
+    """Move every face of each merged person to the person it merged into, and delete the
+    emptied (automatic) person."""
+    for gone, into in merged.items():
+        session.execute(update(Faces).where(Faces.PersonId == gone).values(PersonId=into, AssignedAt=now)
+                        .execution_options(synchronize_session=False))
+        session.execute(delete(Persons).where(Persons.Id == gone, _resettable_person())
+                        .execution_options(synchronize_session=False))
 
 
 def mark_considered(session: Session, face_ids: Sequence[int], now: datetime) -> None:

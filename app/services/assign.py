@@ -55,6 +55,7 @@ class AssignReport:
     persons_created: int = 0
     persons_reused: int = 0  # --recluster: ids kept for the same group of faces
     persons_deleted: int = 0
+    persons_merged: int = 0  # persons split in two made one again
     unassigned: int = 0
     seconds: float = 0.0
 
@@ -134,7 +135,7 @@ def _apply(session: Session, settings: Settings, previous: dict[int, int]) -> As
     everyone = np.arange(known.face_ids.size)
     if settings.cluster_algorithm == "linkage":
         decision = plan_linkage(_subset(pool, rows), _subset(known, everyone), settings.match_threshold, link,
-                                settings.link_min_size)
+                                settings.link_min_size, free=repo.free_persons(session))
     else:  # HDBSCAN / DBSCAN with exemplars: one kind of vector for both steps
         decision = plan(
             pool.vectors[rows], pool.media_ids[rows],
@@ -143,6 +144,8 @@ def _apply(session: Session, settings: Settings, previous: dict[int, int]) -> As
         )
     now = utcnow()
     ids = pool.face_ids[rows]
+    repo.merge_persons(session, decision.merged, now)
+    decision.matched = {i: decision.merged.get(p, p) for i, p in decision.matched.items()}
     repo.assign(session, [(int(ids[i]), p) for i, p in decision.matched.items()], ASSIGNED_MATCHED, now)
     repo.assign(session, [(int(ids[i]), p) for i, p in decision.joined.items()], ASSIGNED_CLUSTERED, now)
     reuse = _reuse_ids(decision.new_groups, ids, previous)
@@ -150,7 +153,8 @@ def _apply(session: Session, settings: Settings, previous: dict[int, int]) -> As
     group_persons = [r if r is not None else next(fresh) for r in reuse]
     pairs = [(int(ids[i]), person) for group, person in zip(decision.new_groups, group_persons) for i in group]
     repo.assign(session, pairs, ASSIGNED_CLUSTERED, now)
-    repo.touch_persons(session, [*decision.matched.values(), *decision.joined.values(), *group_persons])
+    repo.touch_persons(session, [*decision.matched.values(), *decision.joined.values(), *group_persons,
+                                 *decision.merged.values()])
     placed = set(decision.matched) | set(decision.joined) | {i for g in decision.new_groups for i in g}
     repo.mark_considered(session, [int(ids[i]) for i in range(rows.size) if i not in placed], now)
 
@@ -159,6 +163,7 @@ def _apply(session: Session, settings: Settings, previous: dict[int, int]) -> As
     report.clustered = len(pairs)
     report.persons_reused = sum(1 for r in reuse if r is not None)
     report.persons_created = len(reuse) - report.persons_reused
+    report.persons_merged = len(decision.merged)
     report.unassigned = report.faces - report.matched - report.joined - report.clustered
     return report
 
@@ -190,7 +195,7 @@ def recluster(sessions: sessionmaker[Session], settings: Settings) -> AssignRepo
 def _log(r: AssignReport, what: str) -> None:
     log.info(
         "%s: %d faces: %d matched, %d joined existing persons by clustering, %d in %d new persons%s, "
-        "%d left unassigned, in %.1f s",
+        "%d left unassigned, %d persons merged into others, in %.1f s",
         what, r.faces, r.matched, r.joined, r.clustered, r.persons_created,
-        f" (+{r.persons_reused} ids kept)" if r.persons_reused else "", r.unassigned, r.seconds,
+        f" (+{r.persons_reused} ids kept)" if r.persons_reused else "", r.unassigned, r.persons_merged, r.seconds,
     )

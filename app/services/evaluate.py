@@ -174,6 +174,8 @@ def clustering_stats(scored) -> dict:
         "persons_made": len(set(labels.tolist()) - {-1}),
         "identities": len(set(truth_names)),
         "unassigned_share": float((labels < 0).mean()) if labels.size else 0.0,
+        # strangers are meant to stay unassigned: the share among the folder's own identities
+        "unassigned_share_named": float((labels[~is_stranger] < 0).mean()) if (~is_stranger).any() else 0.0,
         "largest_mixed_person_identities": metrics.largest_mixed(truth, labels),
         # the same, counting only the folder's own identities (strangers left out)
         "largest_mixed_person_named_identities": metrics.largest_mixed(
@@ -249,6 +251,7 @@ def incremental(samples: list[Sample], settings: Settings, detector, encoder, ma
         run.add(sorted(later))
         final = run.faces_by_path()
         outcome = Counter()
+        wrong: list[str] = []
         for s, f in _scored([s for s in samples if s.path in later], final):
             own = votes[s.identity].most_common(1)[0][0] if votes[s.identity] else None
             if f is None or f.person_id is None:
@@ -257,10 +260,11 @@ def incremental(samples: list[Sample], settings: Settings, detector, encoder, ma
                 outcome["joined_right_person"] += 1
             elif f.person_id in known_persons:
                 outcome["joined_wrong_person"] += 1
+                wrong.append(str(s.path.relative_to(s.path.parent.parent)))
             else:
                 outcome["new_person"] += 1
         total = sum(outcome.values())
-        return {"added_photos": total, **outcome,
+        return {"added_photos": total, **outcome, "wrong_files": wrong,
                 "joined_right_share": outcome["joined_right_person"] / total if total else 0.0,
                 "timings_seconds": dict(run.timings)}
     finally:
@@ -372,6 +376,9 @@ def _sibling_database(url: str, name: str) -> str:
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
+    from app.db.url import normalise
+
+    url = normalise(url)  # postgresql:// means psycopg2 here, whatever SQLAlchemy's default
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return str(parsed.set(database=f"{parsed.database}.{name}"))

@@ -34,7 +34,8 @@ def print_report(r: dict) -> None:
     print(f"  BCubed    precision {c['bcubed']['precision']:.3f}  recall {c['bcubed']['recall']:.3f}"
           f"  F1 {c['bcubed']['f1']:.3f}")
     print(f"  persons made {c['persons_made']} for {c['identities']} identities; unassigned "
-          f"{_pct(c['unassigned_share'])}; largest mixed person holds "
+          f"{_pct(c['unassigned_share'])} ({_pct(c.get('unassigned_share_named', c['unassigned_share']))} of the "
+          f"folder's own identities); largest mixed person holds "
           f"{c['largest_mixed_person_identities']} identities")
     if "largest_mixed_person_named_identities" in c:
         print(f"  largest mix among the folder's own identities (strangers left out): "

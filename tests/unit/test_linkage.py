@@ -23,7 +23,7 @@ def test_identities_become_groups_and_strangers_stay_alone():
     ids = identities(5, dim=128, seed=1)
     # 3 people with 6 faces each (pairwise similarity about 0.72), 2 strangers
     vectors = np.vstack([faces_around(ids[i], 6, 0.85, 10 + i) for i in range(3)] + [ids[3:5]])
-    labels = cluster(vectors, np.arange(20), Seeds.empty(128), P)
+    labels, _ = cluster(vectors, np.arange(20), Seeds.empty(128), P)
     assert _groups(labels) == [list(range(0, 6)), list(range(6, 12)), list(range(12, 18)), [18], [19]]
 
 
@@ -34,7 +34,7 @@ def test_a_chain_of_close_neighbours_does_not_merge_its_far_ends():
     steps = np.linspace(0, 1, 12)
     chain = normalise(np.array([(1 - t) * a + t * b for t in steps]))
     assert min(float(chain[i] @ chain[i + 1]) for i in range(11)) > 0.9  # each link is strong
-    labels = cluster(chain, np.arange(12), Seeds.empty(64), LinkageParams(0.75, 0.75, 4))
+    labels, _ = cluster(chain, np.arange(12), Seeds.empty(64), LinkageParams(0.75, 0.75, 4))
     for group in _groups(labels):
         members = chain[group]
         centre = members.sum(axis=0)
@@ -50,14 +50,14 @@ def test_two_lone_faces_pair_only_at_the_pair_threshold():
     two = faces_around(a, 2, 0.75, 4)  # similarity between them about 0.56
     s = float(two[0] @ two[1])
     assert P.threshold < s < P.pair_threshold
-    assert _groups(cluster(two, np.arange(2), Seeds.empty(64), P)) == [[0], [1]]
-    assert _groups(cluster(two, np.arange(2), Seeds.empty(64), LinkageParams(0.5, 0.5))) == [[0, 1]]
+    assert _groups(cluster(two, np.arange(2), Seeds.empty(64), P)[0]) == [[0], [1]]
+    assert _groups(cluster(two, np.arange(2), Seeds.empty(64), LinkageParams(0.5, 0.5))[0]) == [[0, 1]]
 
 
 def test_one_photo_never_holds_two_faces_of_one_group():
     a = identities(1, dim=64, seed=5)[0]
     vectors = faces_around(a, 4, 0.95, 6)
-    labels = cluster(vectors, np.array([1, 1, 2, 3]), Seeds.empty(64), P)
+    labels, _ = cluster(vectors, np.array([1, 1, 2, 3]), Seeds.empty(64), P)
     assert labels[0] != labels[1]
     assert len(_groups(labels)) == 2
 
@@ -68,7 +68,7 @@ def test_faces_join_known_persons_and_known_persons_never_merge():
     known = faces_around(ids[0], 6, 0.9, 8)
     seeds, persons = Seeds.of(known, np.array([100, 100, 100, 200, 200, 200]), np.arange(6))
     new = np.vstack([faces_around(ids[0], 2, 0.9, 9), faces_around(ids[1], 3, 0.9, 10)])
-    labels = cluster(new, np.arange(10, 15), seeds, P)
+    labels, _ = cluster(new, np.arange(10, 15), seeds, P)
     assert set(labels[:2].tolist()) <= {0, 1}  # joined one of the known persons
     assert (labels[2:] >= 2).all() and len(set(labels[2:].tolist())) == 1  # a new group
     assert persons.tolist() == [100, 200]
@@ -122,3 +122,31 @@ def test_alignment_recovers_a_known_similarity_transform():
     assert np.allclose(points @ m[:, :2].T + m[:, 2], TEMPLATE, atol=1e-9)
     image = np.zeros((300, 300, 3), np.uint8)
     assert aligned_crop(image, TEMPLATE + 50).shape == (112, 112, 3)
+
+
+def test_free_persons_split_in_two_merge_when_a_new_face_is_near_both():
+    a = identities(1, dim=64, seed=22)[0]
+    known = faces_around(a, 6, 0.9, 23)
+    persons, media = np.array([100, 100, 100, 200, 200, 200]), np.arange(6)
+    new = faces_around(a, 1, 0.9, 24)
+    locked, _ = Seeds.of(known, persons, media)
+    free, ids = Seeds.of(known, persons, media, free={100, 200})
+    _, roots = cluster(new, np.array([50]), locked, P)
+    assert roots.tolist() == [0, 1]  # not free: never merged
+    labels, roots = cluster(new, np.array([50]), free, P)
+    assert sorted(roots.tolist()) == [0, 0] or sorted(roots.tolist()) == [1, 1]
+    assert labels[0] == roots[0]
+    # nothing new, nothing merged
+    assert cluster(np.zeros((0, 64), np.float32), np.zeros(0), free, P)[1].tolist() == [0, 1]
+
+
+def test_plan_reports_merged_persons():
+    a = identities(1, dim=64, seed=25)[0]
+    kv = faces_around(a, 6, 0.9, 26)
+    known = Faces(kv, kv, np.arange(6), np.array([100, 100, 100, 100, 200, 200]))
+    nv = faces_around(a, 1, 0.9, 27)
+    new = Faces(nv, nv, np.array([50]), np.array([-1]))
+    result = plan_linkage(new, known, 0.99, P, 3, free={100, 200})
+    assert result.merged == {200: 100}  # the smaller person goes into the larger
+    assert result.joined == {0: 100}
+    assert plan_linkage(new, known, 0.99, P, 3, free={100}).merged == {}
