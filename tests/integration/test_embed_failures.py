@@ -11,7 +11,8 @@ from sqlalchemy import select
 from app.config import load_settings
 from app.db.engine import make_engine, session_factory
 from app.db.models import Faces, MediaFile
-from app.inference.registry import make_detector, make_embedder
+from app.inference.registry import make_detector, make_encoder
+from app.pipeline import encode as encode_stage
 from app.pipeline.crop import face_crop
 from app.pipeline.decode import load_rgb
 from app.services import embed as embed_service
@@ -56,16 +57,17 @@ def test_a_failing_crop_and_a_failing_embedding_fail_alone(db_url, tmp_path, fac
     image = load_rgb(Path(bad_model.FilePath), settings.max_image_pixels)
     poisoned = _digest(face_crop(image, Box.from_json(bad_model.BoundingBox), settings.embed_crop_margin, square=False))
 
-    real_crop = embed_service.face_crop
+    real_crop = encode_stage.face_crop
 
     def crop(img, box, margin, square):
         if box == Box.from_json(bad_crop.BoundingBox):
             raise ValueError("injected crop failure")
         return real_crop(img, box, margin, square=square)
 
-    monkeypatch.setattr(embed_service, "face_crop", crop)
-    embedder = FailingOn(make_embedder("facenet-casia", batch_size=4), poisoned)
-    report = embed_service.embed_pending(sessions, embedder, settings)
+    monkeypatch.setattr(encode_stage, "face_crop", crop)
+    encoder = make_encoder("sface", "facenet-casia", batch_size=4)
+    encoder.facenet = FailingOn(encoder.facenet, poisoned)
+    report = embed_service.embed_pending(sessions, encoder, settings)
 
     with sessions() as s:
         rows = {r.Id: r for r in s.execute(select(Faces).where(Faces.IsUsable.is_(True))).scalars()}
@@ -76,6 +78,7 @@ def test_a_failing_crop_and_a_failing_embedding_fail_alone(db_url, tmp_path, fac
     assert "embedding model failed" in rows[bad_model.Id].EmbedError
     others = [r for i, r in rows.items() if i not in (bad_crop.Id, bad_model.Id)]
     assert all(r.Embedding is not None and r.EmbedAttempts == 0 and r.EmbedError is None for r in others)
+    assert all(r.Embedding2 is not None and r.Embedding2Model == "sface-2021dec-int8bq" for r in others)
     assert all(r.EmbedLockedBy is None for r in rows.values())
     assert report.faces == len(others)
     assert sorted(report.failures) == sorted([bad_crop.Id, bad_model.Id]) and report.failed == 2

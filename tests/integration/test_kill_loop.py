@@ -45,7 +45,7 @@ def _spawn(cli, env, *args):
 
 
 def test_random_kills_change_nothing(pg_databases, pg_template, cli_factory, faces_dev, tmp_path):
-    folders = sorted(p for p in faces_dev.iterdir() if p.is_dir() and p.name != "group")[:24]
+    folders = sorted(p for p in faces_dev.iterdir() if p.is_dir() and p.name != "group")[:36]
     runs = {}
     for name in ("reference", "killed"):
         url = pg_databases.url(pg_databases.create(pg_template))
