@@ -147,12 +147,23 @@ def test_recognize_with_nothing_new_changes_nothing(world, faces_dev, tmp_path, 
     assert _assignments(sessions) == before
 
 
-def test_a_person_split_in_two_is_merged_when_a_new_photo_arrives(world, faces_dev, tmp_path):
-    """A person split in two automatic persons (as the earlier clustering left some) is made
-    one again by the same average-linkage bound when a new face is near both; a named
-    person is never merged."""
+def _split(sessions, person: int) -> int:
+    """Move three of the person's faces to a new automatic person (as an earlier
+    clustering could have left it); returns that person's id."""
     from sqlalchemy import update
 
+    with sessions.begin() as s:
+        twin = Persons(IsAutomatic=True)
+        s.add(twin)
+        s.flush()
+        moved = s.scalars(select(Faces.Id).where(Faces.PersonId == person).order_by(Faces.Id).limit(3)).all()
+        s.execute(update(Faces).where(Faces.Id.in_(moved)).values(PersonId=twin.Id))
+        return twin.Id
+
+
+def test_a_person_split_in_two_is_merged_when_a_new_photo_arrives(world, faces_dev, tmp_path):
+    """A person split in two automatic persons (as the earlier clustering left some) is made
+    one again by average linkage at the stricter bound when a new face is near both."""
     from app.services.assign import assign_unassigned
 
     sessions, settings, add = world
@@ -161,13 +172,7 @@ def test_a_person_split_in_two_is_merged_when_a_new_photo_arrives(world, faces_d
     add(copy_images(photos[:6], tmp_path / "first"))
     (person, count), = _persons_by_folder(sessions)[name].items()
     assert person is not None and count == 6
-    with sessions.begin() as s:  # split: three of its faces to a second automatic person
-        twin = Persons(IsAutomatic=True)
-        s.add(twin)
-        s.flush()
-        moved = s.scalars(select(Faces.Id).where(Faces.PersonId == person).order_by(Faces.Id).limit(3)).all()
-        s.execute(update(Faces).where(Faces.Id.in_(moved)).values(PersonId=twin.Id))
-        twin_id = twin.Id
+    twin_id = _split(sessions, person)
     assert assign_unassigned(sessions, settings).persons_merged == 0  # nothing new: nothing merged
     add(copy_images(photos[6:7], tmp_path / "second"))
     (merged, count), = _persons_by_folder(sessions)[name].items()
@@ -187,12 +192,7 @@ def test_a_named_person_is_never_merged(world, faces_dev, tmp_path):
     (person, _), = _persons_by_folder(sessions)[name].items()
     with sessions.begin() as s:
         s.execute(update(Persons).where(Persons.Id == person).values(Name="Al Gore"))
-        twin = Persons(IsAutomatic=True)
-        s.add(twin)
-        s.flush()
-        moved = s.scalars(select(Faces.Id).where(Faces.PersonId == person).order_by(Faces.Id).limit(3)).all()
-        s.execute(update(Faces).where(Faces.Id.in_(moved)).values(PersonId=twin.Id))
-        twin_id = twin.Id
+    twin_id = _split(sessions, person)
     add(copy_images(photos[6:7], tmp_path / "second"))
     persons = _persons_by_folder(sessions)[name]
     assert set(persons) == {person, twin_id} and sum(persons.values()) == 7
