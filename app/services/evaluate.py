@@ -39,7 +39,7 @@ from app.pipeline.cluster import cluster_vectors
 from app.types import Box
 from app.repositories import evaluation as repo
 from app.services import crossval
-from app.services.assign import cluster_params, linkage_params
+from app.services.assign import LINKAGE_CALIBRATED, cluster_params, linkage_params
 from app.services.detect import detect_pending
 from app.services.ingest import IMAGE_EXTENSIONS, register_files
 from app.services.recognize import recognize
@@ -362,7 +362,8 @@ def evaluate(root: Path, settings: Settings, detector: Detector, encoder: FaceEn
             result["cross_validation"] = crossval.cross_validate(
                 fold_faces(samples, faces, settings), folds,
                 crossval.Setting(link.threshold, link.pair_threshold, settings.link_min_size),
-                settings.match_threshold, settings.link_neighbours)
+                settings.match_threshold, settings.link_neighbours,
+                centre=LINKAGE_CALIBRATED.get(settings.embedder, LINKAGE_CALIBRATED["facenet-casia"]))
         if do_incremental:
             result["incremental"] = incremental(samples, settings, detector, encoder, make_url, work)
         if do_sweep:

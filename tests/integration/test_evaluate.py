@@ -46,3 +46,29 @@ def test_evaluate_refuses_a_database_in_use(faces_dev, tmp_path, pg_url):
     data = _folder(faces_dev, tmp_path / "data")
     res = _run("--evaluate", str(data), "--database-url", pg_url, cwd=tmp_path)
     assert res.returncode == 2 and "must be empty" in res.stderr
+
+
+def test_evaluate_with_strangers_and_folds(faces_dev, tmp_path):
+    """Strangers (one photo each of people not in the folder, a hidden non-photo among
+    them) are counted, and 2-fold cross-validation reports each fold and the choice."""
+    data = _folder(faces_dev, tmp_path / "data")
+    strangers = tmp_path / "strangers"
+    strangers.mkdir()
+    people = [p for p in sorted(faces_dev.iterdir()) if p.is_dir() and p.name not in NAMES + ["group"]][:12]
+    for p in people:
+        (strangers / f"{p.name}.jpg").write_bytes(sorted(p.iterdir())[0].read_bytes())
+    (strangers / ".DS_Store.jpg").write_bytes(b"\0\0\0\1Bud1")
+    res = _run("--evaluate", str(data), "--strangers", str(strangers), "--folds", "2",
+               "--output", str(tmp_path / "r.json"), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    for words in ("strangers:", "cross-validation over identities", "fold 0", "fold 1", "chosen most often"):
+        assert words in res.stdout, words
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["strangers"]["strangers"] == 12 and report["strangers"]["without_main_face"] == 0
+    assert report["strangers"]["merged"] <= 1
+    assert report["clustering"]["identities"] == len(NAMES) + 12
+    assert report["clustering"]["largest_mixed_person_named_identities"] == 1
+    cv = report["cross_validation"]
+    assert len(cv["folds"]) == 2 and sum(f["strangers"] for f in cv["folds"]) == 12
+    assert all(0.0 <= f["pairwise"]["f1"] <= 1.0 for f in cv["folds"])
+    assert _run("--evaluate", str(data), "--folds", "1", cwd=tmp_path).returncode == 2
