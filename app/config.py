@@ -15,6 +15,7 @@ from dotenv import dotenv_values
 
 from app.db.url import normalise
 from app.errors import SettingsError
+from app.inference.names import DETECTORS, EMBEDDERS, FACENETS
 
 __all__ = ["Settings", "SettingsError", "load_settings", "ENV_FIELDS", "URL_NAMES"]
 
@@ -225,7 +226,7 @@ ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "LOG_DIR": ("log_dir", Path),
     "LOG_LEVEL": ("log_level", _choice("DEBUG", "INFO", "WARNING", "ERROR")),
     "DETECT_BATCH_SIZE": ("detect_batch_size", _positive_int),
-    "DETECTOR": ("detector", _choice("retinaface-mobilenet", "retinaface-resnet50")),
+    "DETECTOR": ("detector", _choice(*DETECTORS)),
     "DETECT_MAX_SIDE": ("detect_max_side", _positive_int),
     "DETECT_MIN_SCORE": ("detect_min_score", _fraction),
     "MIN_FACE_SCORE": ("min_face_score", _fraction),
@@ -236,8 +237,8 @@ ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "THUMBNAIL_MARGIN": ("thumbnail_margin", _fraction),
     "THUMBNAIL_SWEEP_FILES": ("thumbnail_sweep_files", _positive_int),
     "MODEL_THREADS": ("model_threads", _non_negative_int),
-    "EMBEDDER": ("embedder", _choice("sface", "facenet-casia", "facenet-vggface2")),
-    "FACENET": ("facenet", _choice("facenet-casia", "facenet-vggface2")),
+    "EMBEDDER": ("embedder", _choice(*EMBEDDERS)),
+    "FACENET": ("facenet", _choice(*FACENETS)),
     "EMBED_BATCH_SIZE": ("embed_batch_size", _positive_int),
     "EMBED_CROP_MARGIN": ("embed_crop_margin", _fraction),
     "EMBED_FLIP": ("embed_flip", _bool),

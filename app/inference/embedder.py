@@ -1,15 +1,17 @@
-"""The Embedder interface and the choice of backend.
+"""The Embedder interface (the choice of backend is app/inference/registry.py).
 
-An embedder takes face crops already prepared by app/pipeline/crop.py (float32,
-(n, 160, 160, 3), RGB, standardised) and returns raw vectors (n, 512); the pipeline
-L2-normalises them. `name` is stored in Faces.EmbeddingModel, so vectors of two
-models are never compared.
+An embedder takes face crops already prepared by app/pipeline/encode.py and returns raw
+vectors; the pipeline L2-normalises them. FaceNet takes box crops (float32,
+(n, 160, 160, 3), RGB, standardised by app/pipeline/crop.py) and returns (n, 512); SFace
+takes crops aligned on the landmarks (uint8, (n, 112, 112, 3), RGB) and returns (n, 128).
+`name` is stored beside the vectors, so vectors of two models are never compared.
 """
 from __future__ import annotations
 
 from typing import Protocol
 
 import numpy as np
+
 
 class Embedder(Protocol):
     name: str
@@ -18,4 +20,4 @@ class Embedder(Protocol):
         """Load the weights once (thread-safe); later calls return at once."""
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
-        """(n, 160, 160, 3) float32 -> (n, 512) float32."""
+        """Prepared crops (n, ...) -> raw vectors (n, d) float32."""

@@ -1,10 +1,11 @@
-"""Names of the model backends, and the name each embedder stores in Faces.EmbeddingModel
-(vectors of two models are never compared). A leaf: imports nothing of ours."""
+"""Names of the model backends, and the name each embedder stores beside its vectors
+(Faces.EmbeddingModel, Embedding2Model: vectors of two models are never compared). A leaf:
+imports nothing of ours."""
 from __future__ import annotations
 
 DETECTORS = ("retinaface-mobilenet", "retinaface-resnet50")
 
-# setting -> the name stored in Faces.EmbeddingModel
+# setting -> the name stored beside its vectors
 MODEL_NAMES = {
     "facenet-casia": "facenet-casia-20180408",
     "facenet-vggface2": "facenet-vggface2-20180402",
@@ -16,9 +17,9 @@ EMBEDDERS = tuple(MODEL_NAMES)
 def model_name(setting: str) -> str:
     return MODEL_NAMES[setting]
 
-# Models whose vectors go in Faces.Embedding (the contract's FaceNet column); any other
-# model's go in Faces.Embedding2.
-CONTRACT_MODELS = frozenset((MODEL_NAMES["facenet-casia"], MODEL_NAMES["facenet-vggface2"]))
+
+# The FaceNet models: theirs is the contract's vector (Faces.Embedding); any other model's
+# goes in Faces.Embedding2.
 FACENETS = ("facenet-casia", "facenet-vggface2")
 
 

@@ -110,19 +110,17 @@ class Faces:
     person_ids: np.ndarray  # -1 for the unassigned
 
 
-def _confirmed(matched: np.ndarray, new: Faces, known: Faces, bound: float) -> np.ndarray:
+def _confirmed(matched: np.ndarray, vectors: np.ndarray, seeds: Seeds, persons: np.ndarray,
+               bound: float) -> np.ndarray:
     """A FaceNet match stands only when the deciding vectors agree: the face's average
     similarity to the person's known faces reaches the linkage bound and no other person
     is closer on average (look-alike relatives pass FaceNet's 0.8 more often than SFace's
     bound). A match it refuses goes on to clustering, where the bound decides."""
     rows = np.flatnonzero(matched >= 0)
-    if rows.size == 0 or known.person_ids.size == 0:
-        return np.full_like(matched, -1) if rows.size and known.person_ids.size == 0 else matched
-    persons, inverse = np.unique(known.person_ids, return_inverse=True)
-    means = np.zeros((persons.size, known.vectors.shape[1]))
-    np.add.at(means, inverse, known.vectors.astype(np.float64))
-    means /= np.bincount(inverse, minlength=persons.size)[:, None]
-    idx, sim = top_k(new.vectors[rows].astype(np.float64), means, 1)
+    if rows.size == 0:
+        return matched
+    means = seeds.sums / seeds.counts[:, None]
+    idx, sim = top_k(vectors[rows].astype(np.float64), means, 1)
     out = matched.copy()
     for j, r in enumerate(rows.tolist()):
         if persons[idx[j, 0]] != matched[r] or sim[j, 0] < bound:
@@ -136,19 +134,14 @@ def plan_linkage(new: Faces, known: Faces, threshold: float, params: LinkagePara
     result = Plan()
     matched = match_faces(new.match_vectors, new.media_ids,
                           Known(known.match_vectors, known.person_ids, known.media_ids), threshold)
-    if new.vectors is not new.match_vectors:
-        matched = _confirmed(matched, new, known, params.threshold)
+    base, persons = Seeds.of(known.vectors, known.person_ids, known.media_ids, free)
+    matched = _confirmed(matched, new.vectors, base, persons, params.threshold)
     result.matched = {i: int(p) for i, p in enumerate(matched.tolist()) if p >= 0}
     left = np.flatnonzero(matched < 0)
     if left.size == 0:
         return result
-    took = matched >= 0
-    seeds, persons = Seeds.of(
-        np.vstack([known.vectors, new.vectors[took]]),
-        np.concatenate([known.person_ids, matched[took]]),
-        np.concatenate([known.media_ids, new.media_ids[took]]),
-        free,
-    )
+    took = matched >= 0  # matches are to known persons: add them to those persons' groups
+    seeds = base.with_faces(new.vectors[took], np.searchsorted(persons, matched[took]), new.media_ids[took])
     labels, roots = cluster(new.vectors[left], new.media_ids[left], seeds, params)
     m = persons.size
     result.merged = {int(persons[s]): int(persons[r]) for s, r in enumerate(roots.tolist()) if r != s}

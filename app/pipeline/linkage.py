@@ -73,6 +73,16 @@ class Seeds:
             media[i].add(int(m))
         return cls(sums, counts, media, np.array([int(p) in free for p in persons.tolist()], bool)), persons
 
+    def with_faces(self, vectors: np.ndarray, seed_rows: np.ndarray, media_ids: np.ndarray) -> "Seeds":
+        """These seeds with more faces added: face i to seed seed_rows[i]."""
+        sums = self.sums.copy()
+        np.add.at(sums, seed_rows, vectors.astype(np.float64))
+        counts = self.counts + np.bincount(seed_rows, minlength=self.counts.size)
+        media = [set(s) for s in self.media]
+        for i, m in zip(seed_rows.tolist(), media_ids.tolist()):
+            media[i].add(int(m))
+        return Seeds(sums, counts, media, self.free)
+
 
 def cluster(vectors: np.ndarray, media_ids: np.ndarray, seeds: Seeds, p: LinkageParams
             ) -> tuple[np.ndarray, np.ndarray]:

@@ -115,7 +115,9 @@ def candidates(pool: repo.FaceVectors, near: float) -> np.ndarray:
     return np.sort(np.concatenate([fresh, old[close]]))
 
 
-def _subset(f: repo.FaceVectors, rows: np.ndarray) -> PlanFaces:
+def _plan_faces(f: repo.FaceVectors, rows: np.ndarray | None = None) -> PlanFaces:
+    if rows is None:
+        return PlanFaces(f.match_vectors, f.vectors, f.media_ids, f.person_ids)
     return PlanFaces(f.match_vectors[rows], f.vectors[rows], f.media_ids[rows], f.person_ids[rows])
 
 
@@ -132,9 +134,8 @@ def _apply(session: Session, settings: Settings, previous: dict[int, int]) -> As
     if rows.size == 0:
         return report
     known = repo.known_faces(session, facenet, model)
-    everyone = np.arange(known.face_ids.size)
     if settings.cluster_algorithm == "linkage":
-        decision = plan_linkage(_subset(pool, rows), _subset(known, everyone), settings.match_threshold, link,
+        decision = plan_linkage(_plan_faces(pool, rows), _plan_faces(known), settings.match_threshold, link,
                                 settings.link_min_size, free=repo.free_persons(session))
     else:  # HDBSCAN / DBSCAN with exemplars: one kind of vector for both steps
         decision = plan(

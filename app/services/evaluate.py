@@ -33,6 +33,7 @@ from app.config import Settings
 from app.db import schema
 from app.db.engine import make_engine, session_factory
 from app.inference.detector import Detector
+from app.inference.names import FACENETS
 from app.pipeline.encode import FaceEncoder
 from app.pipeline import metrics
 from app.pipeline.cluster import cluster_vectors
@@ -203,7 +204,7 @@ def fold_faces(samples: list[Sample], faces: dict[str, list[repo.ScoredFace]], s
     media: list[int] = []
     vectors: list[np.ndarray] = []
     match: list[np.ndarray] = []
-    second = settings.embedder not in ("facenet-casia", "facenet-vggface2")
+    second = settings.embedder not in FACENETS
     for s in samples:
         found = faces.get(str(s.path), [])
         w, h = _image_size(s.path)
