@@ -11,7 +11,6 @@ face is each labelled photo's main face (the --evaluate rule).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import tempfile
@@ -30,7 +29,8 @@ from app.db.engine import make_engine, session_factory  # noqa: E402
 from app.db.models import Faces, MediaFile  # noqa: E402
 from app.inference.registry import make_detector, make_embedder  # noqa: E402
 from app.pipeline.align import aligned_crop  # noqa: E402
-from app.pipeline.crop import face_crop, l2_normalise, standardise  # noqa: E402
+from app.pipeline.crop import face_crop, standardise  # noqa: E402
+from app.pipeline.encode import parse_landmarks  # noqa: E402
 from app.pipeline.decode import load_rgb  # noqa: E402
 from app.repositories.evaluation import ScoredFace  # noqa: E402
 from app.services.detect import detect_pending  # noqa: E402
@@ -82,7 +82,7 @@ def main() -> None:
         main = main_face([ScoredFace(path, f.BoundingBox, None, None, True) for f in faces], w, h)
         crops = np.stack([face_crop(image, Box.from_json(f.BoundingBox), settings.embed_crop_margin, square=False)
                           for f in faces])
-        aligned = np.stack([aligned_crop(image, json.loads(f.Landmarks)) for f in faces])
+        aligned = np.stack([aligned_crop(image, parse_landmarks(f.Landmarks)) for f in faces])
         t = time.perf_counter()
         fn = facenet.embed(standardise(crops))
         fnf = facenet.embed(standardise(crops[:, :, ::-1]))

@@ -5,10 +5,11 @@
 1. Separation of each embedding (FaceNet CASIA, mirrored average, SFace, mirrored
    SFace): true-match rate at false-match rates 1e-3..1e-6 over main faces, strangers
    included.
-2. Clustering (average linkage with an absolute bound, app/pipeline/linkage.py) on every
-   usable face, scored on the main faces: pairwise and BCubed P/R/F1, unassigned share,
-   strangers sharing a person, largest mix; a grid of thresholds, and cross-validation
-   over identities (settings chosen on 4 folds, scored on the 5th).
+2. Clustering (the first-run planner: average linkage under an absolute bound) on every
+   usable face, scored on the main faces with the evaluation's own scoring
+   (app/services/crossval.py): pairwise and BCubed P/R/F1, unassigned share, strangers
+   sharing a person, mixed persons; a grid of bounds at false-match rates, and the
+   evaluation's cross-validation over identities.
 """
 from __future__ import annotations
 
@@ -22,9 +23,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.pipeline import metrics  # noqa: E402
 from app.pipeline.crop import l2_normalise  # noqa: E402
-from app.pipeline.linkage import LinkageParams, Seeds, cluster  # noqa: E402
+from app.services import crossval  # noqa: E402
+
+MATCH_THRESHOLD = 0.8  # the contract's; with no known person (a first run) it matches nothing
+NEIGHBOURS = 10
 
 
 def load(path: Path) -> dict:
@@ -53,49 +56,17 @@ def separation(d: dict, key: str) -> dict:
     return out
 
 
-def score(d: dict, keep: np.ndarray, labels_all: np.ndarray) -> dict:
-    """Scores on the main faces among `keep` (a mask over all faces)."""
-    main = d["main"] & keep & (d["identity"] != "")
-    labels = labels_all[main]
-    names = d["identity"][main]
-    _, truth = np.unique(names, return_inverse=True)
-    pw, b3 = metrics.pairwise(truth, labels), metrics.bcubed(truth, labels)
-    stranger = np.char.startswith(names.astype(str), "stranger:")
-    sizes = {}
-    for lab in labels.tolist():
-        sizes[lab] = sizes.get(lab, 0) + 1
-    merged_strangers = int(sum(1 for i in np.flatnonzero(stranger) if labels[i] >= 0 and sizes[labels[i]] > 1))
-    return {"P": pw.precision, "R": pw.recall, "F": pw.f1, "B3F": b3.f1, "B3P": b3.precision,
-            "unassigned": float((labels[~stranger] < 0).mean()), "strangers_merged": merged_strangers,
-            "mix": metrics.largest_mixed(truth, labels)}
+def fold_faces(d: dict, key: str, keep: np.ndarray) -> crossval.FoldFaces:
+    """The usable faces among `keep`, as the evaluation's cross-validation takes them."""
+    rows = keep & d["usable"]
+    media = np.unique(d["path"], return_inverse=True)[1]
+    return crossval.FoldFaces(d["identity"][rows], d["main"][rows], media[rows], d[key][rows], d["facenet"][rows])
 
 
-def run_linkage(d: dict, key: str, keep: np.ndarray, params: LinkageParams, min_size: int) -> np.ndarray:
-    """Labels over all faces (-1 outside `keep`, unusable, or in a group below min_size)."""
-    rows = np.flatnonzero(keep & d["usable"])
-    vectors = d[key][rows]
-    media = np.unique(d["path"][rows], return_inverse=True)[1]
-    raw, _ = cluster(vectors, media, Seeds.empty(vectors.shape[1]), params)
-    labels = np.full(keep.size, -1, np.int64)
-    ids, counts = np.unique(raw, return_counts=True)
-    big = set(ids[counts >= min_size].tolist())
-    for r, lab in zip(rows.tolist(), raw.tolist()):
-        if lab in big:
-            labels[r] = lab
-    return labels
-
-
-def folds_of(d: dict, k: int, seed: int = 0) -> np.ndarray:
-    names = np.unique(d["identity"][d["identity"] != ""])
-    rng = np.random.default_rng(seed)
-    fold_of = dict(zip(rng.permutation(names).tolist(), np.arange(names.size) % k))
-    # faces of group photos (no identity) go with no fold: they are in every run
-    return np.array([fold_of.get(n, -1) for n in d["identity"].tolist()])
-
-
-def objective(s: dict) -> float:
-    # pairwise F1, with precision under 0.995 and strangers merged penalised
-    return s["F"] - 10 * max(0.0, 0.995 - s["P"]) - 0.002 * s["strangers_merged"]
+def _line(s: dict) -> str:
+    return (f"P={s['pairwise']['precision']:.4f} R={s['pairwise']['recall']:.4f} F={s['pairwise']['f1']:.4f} "
+            f"B3F={s['bcubed']['f1']:.4f} unassigned={s['unassigned_share']:.4f} "
+            f"strangers_merged={s['strangers_merged']} mixed_persons={s['mixed_persons']}")
 
 
 def main() -> None:
@@ -115,36 +86,30 @@ def main() -> None:
         print(key, "  ".join(f"FMR {r:g}: t={t:.3f} TMR={m:.4f}" for r, (t, m) in sep.items()))
     for key in args.keys.split(","):
         sep = separation(d, key)
-        grid = []
+        faces = fold_faces(d, key, base)
+        everyone = np.ones(faces.identity.size, bool)
+
+        def at(rate: float) -> float:
+            return float(np.interp(np.log10(rate), [-6, -5, -4, -3], [sep[r][0] for r in (1e-6, 1e-5, 1e-4, 1e-3)]))
+
+        print(f"\n== {key}: whole set")
         for rate_t in (1e-3, 3e-4, 1e-4):
             for rate_p in (1e-4, 1e-5, 1e-6):
-                if rate_p > rate_t:
-                    continue
                 for min_size in (2, 3):
-                    t = float(np.interp(np.log10(rate_t), [-6, -5, -4, -3], [sep[r][0] for r in (1e-6, 1e-5, 1e-4, 1e-3)]))
-                    tp = float(np.interp(np.log10(rate_p), [-6, -5, -4, -3], [sep[r][0] for r in (1e-6, 1e-5, 1e-4, 1e-3)]))
-                    grid.append((LinkageParams(t, tp), min_size, f"t@{rate_t:g} pair@{rate_p:g} min{min_size}"))
-        print(f"\n== {key}: whole set")
-        for params, min_size, name in grid:
-            t0 = time.perf_counter()
-            s = score(d, base, run_linkage(d, key, base, params, min_size))
-            print(f"{name:28s} t={params.threshold:.3f} pt={params.pair_threshold:.3f} "
-                  + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in s.items())
-                  + f"  {time.perf_counter() - t0:.1f}s")
-        fold = folds_of(d, args.folds)
-        chosen = []
-        for f in range(args.folds):
-            train = base & (fold != f)
-            test = base & (fold == f)
-            best = max(grid, key=lambda g: objective(score(d, train, run_linkage(d, key, train, g[0], g[1]))))
-            s = score(d, test, run_linkage(d, key, test, best[0], best[1]))
-            chosen.append((best[2], s))
-        print(f"-- {key}: {args.folds}-fold CV")
-        for name, s in chosen:
-            print(f"  chose {name:28s} " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
-                                                      for k, v in s.items()))
-        fs = [s["F"] for _, s in chosen]
-        print(f"  mean F {np.mean(fs):.4f} worst F {min(fs):.4f} mean P {np.mean([s['P'] for _, s in chosen]):.4f}")
+                    if rate_p > rate_t:
+                        continue
+                    s = crossval.Setting(at(rate_t), at(rate_p), min_size)
+                    t0 = time.perf_counter()
+                    labels = crossval.labels_for(faces, everyone, s, MATCH_THRESHOLD, NEIGHBOURS)
+                    print(f"t@{rate_t:g} pair@{rate_p:g} min{min_size}  {s.describe()}  "
+                          f"{_line(crossval.score(faces, everyone, labels))}  {time.perf_counter() - t0:.1f}s")
+        cv = crossval.cross_validate(faces, args.folds, crossval.Setting(at(1e-4), at(1e-5), 3), MATCH_THRESHOLD,
+                                     NEIGHBOURS, centre=(round(at(1e-4), 3), round(at(1e-5), 3)))
+        print(f"-- {key}: {args.folds}-fold CV (app/services/crossval.py, grid around its FMR 1e-4 / 1e-5 bounds)")
+        for f in cv["folds"]:
+            print(f"  chose {f['chosen']}  {_line(f)}")
+        print(f"  mean F {cv['mean']['pairwise_f1']:.4f} worst F {cv['worst_pairwise_f1']:.4f} "
+              f"mean P {cv['mean']['pairwise_precision']:.4f}; chosen most: {cv['chosen_most']}")
 
 
 if __name__ == "__main__":

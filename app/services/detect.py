@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
