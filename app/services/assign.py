@@ -93,8 +93,13 @@ def _reuse_ids(groups: list[list[int]], face_ids: np.ndarray, previous: dict[int
     return chosen
 
 
+def calibrated_bounds(embedder: str) -> tuple[float, float]:
+    """(LINK_THRESHOLD, LINK_PAIR_THRESHOLD) calibrated for the deciding embedder."""
+    return LINKAGE_CALIBRATED.get(embedder, LINKAGE_CALIBRATED["facenet-casia"])
+
+
 def linkage_params(settings: Settings) -> LinkageParams:
-    calibrated = LINKAGE_CALIBRATED.get(settings.embedder, LINKAGE_CALIBRATED["facenet-casia"])
+    calibrated = calibrated_bounds(settings.embedder)
     return LinkageParams(
         threshold=settings.link_threshold if settings.link_threshold is not None else calibrated[0],
         pair_threshold=settings.link_pair_threshold if settings.link_pair_threshold is not None else calibrated[1],

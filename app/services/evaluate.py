@@ -33,14 +33,13 @@ from app.config import Settings
 from app.db import schema
 from app.db.engine import make_engine, session_factory
 from app.inference.detector import Detector
-from app.inference.names import FACENETS
 from app.pipeline.encode import FaceEncoder
 from app.pipeline import metrics
 from app.pipeline.cluster import cluster_vectors
 from app.types import Box
 from app.repositories import evaluation as repo
 from app.services import crossval
-from app.services.assign import LINKAGE_CALIBRATED, cluster_params, linkage_params
+from app.services.assign import calibrated_bounds, cluster_params, linkage_params
 from app.services.detect import detect_pending
 from app.services.ingest import IMAGE_EXTENSIONS, register_files
 from app.services.recognize import recognize
@@ -195,25 +194,22 @@ def strangers_stats(scored, faces: dict[str, list[repo.ScoredFace]]) -> dict:
             "without_main_face": sum(1 for _, f in strangers if f is None), "merged_files": merged[:50]}
 
 
-def fold_faces(samples: list[Sample], faces: dict[str, list[repo.ScoredFace]], settings: Settings
+def fold_faces(samples: list[Sample], faces: dict[str, list[repo.ScoredFace]], scored, second: bool
                ) -> crossval.FoldFaces:
     """Every usable embedded face of the run, with its photo's identity and whether it is
-    the photo's main face."""
+    the photo's main face (`scored`: _scored's pairs); `second`: the second model decides."""
     identity: list[str] = []
     main: list[bool] = []
     media: list[int] = []
     vectors: list[np.ndarray] = []
     match: list[np.ndarray] = []
-    second = settings.embedder not in FACENETS
+    chosen = {str(s.path): f for s, f in scored if f is not None}
     for s in samples:
-        found = faces.get(str(s.path), [])
-        w, h = _image_size(s.path)
-        chosen = main_face(found, w, h)
-        for f in found:
+        for f in faces.get(str(s.path), []):
             if not f.usable or f.embedding is None or (second and f.embedding2 is None):
                 continue
             identity.append(s.identity or "")
-            main.append(f is chosen and s.identity is not None)
+            main.append(f is chosen.get(str(s.path)))
             media.append(f.media_file_id)
             match.append(np.frombuffer(f.embedding, np.float32))
             vectors.append(np.frombuffer(f.embedding2 if second else f.embedding, np.float32))
@@ -361,10 +357,9 @@ def evaluate(root: Path, settings: Settings, detector: Detector, encoder: FaceEn
             result["strangers"] = strangers_stats(scored, faces)
         if folds:
             result["cross_validation"] = crossval.cross_validate(
-                fold_faces(samples, faces, settings), folds,
+                fold_faces(samples, faces, scored, second=encoder.second is not None), folds,
                 crossval.Setting(link.threshold, link.pair_threshold, settings.link_min_size),
-                settings.match_threshold, settings.link_neighbours,
-                centre=LINKAGE_CALIBRATED.get(settings.embedder, LINKAGE_CALIBRATED["facenet-casia"]))
+                settings.match_threshold, settings.link_neighbours, centre=calibrated_bounds(settings.embedder))
         if do_incremental:
             result["incremental"] = incremental(samples, settings, detector, encoder, make_url, work)
         if do_sweep:
