@@ -75,19 +75,18 @@ class FaceEncoder:
             raise ValueError("the face has no landmarks to align it")
         return Prepared(crop, aligned_crop(image, landmarks))
 
+    def _vectors(self, model: Embedder, crops: np.ndarray, prepare) -> np.ndarray:
+        """One model's L2-normalised vectors, averaged with the mirrored crops' with flip."""
+        vectors = model.embed(prepare(crops))
+        if self.flip:
+            vectors = vectors + model.embed(prepare(np.ascontiguousarray(crops[:, :, ::-1])))
+        return l2_normalise(vectors)
+
     def encode(self, faces: list[Prepared]) -> list[Vectors]:
         if not faces:
             return []
-        crops = np.stack([f.box_crop for f in faces])
-        first = self.facenet.embed(standardise(crops))
-        if self.flip:
-            first = first + self.facenet.embed(standardise(np.ascontiguousarray(crops[:, :, ::-1])))
-        first = l2_normalise(first)
+        first = self._vectors(self.facenet, np.stack([f.box_crop for f in faces]), standardise)
         if self.second is None:
             return [Vectors(v.tobytes(), None) for v in first]
-        aligned = np.stack([f.aligned for f in faces])
-        second = self.second.embed(aligned)
-        if self.flip:
-            second = second + self.second.embed(np.ascontiguousarray(aligned[:, :, ::-1]))
-        second = l2_normalise(second)
+        second = self._vectors(self.second, np.stack([f.aligned for f in faces]), np.ascontiguousarray)
         return [Vectors(a.tobytes(), b.tobytes()) for a, b in zip(first, second)]
