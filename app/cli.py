@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from app import cli_persons
 from app.config import Settings, load_settings
 from app.db import schema
 from app.db.engine import make_engine, session_factory
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     modes.add_argument("--evaluate", metavar="DIR", type=Path,
                        help="run the whole pipeline on a labelled folder (one sub-folder per identity) "
                        "in a fresh temporary database and print detection, embedding and clustering scores")
+    cli_persons.add_arguments(p, modes)
     p.add_argument("--sweep", action="store_true",
                    help="with --evaluate: also try a grid of HDBSCAN/DBSCAN settings and print the table")
     p.add_argument("--strangers", metavar="DIR", type=Path,
@@ -338,6 +340,9 @@ MODES: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "automate": run_automate,
     "evaluate": run_evaluate,
 }
+for _name in cli_persons.MODE_NAMES:
+    MODES[_name] = (lambda name: lambda settings, args: cli_persons.run(_connect, settings, args, name))(_name)
+READ_ONLY = ("status", "test", "persons", "person", "history")
 
 
 def _mode(args: argparse.Namespace) -> str:
@@ -356,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"config error: {exc}", file=sys.stderr)
         return exc.exit_code
     mode = _mode(args)
-    setup_logging(settings, to_files=mode not in ("status", "test"))
+    setup_logging(settings, to_files=mode not in READ_ONLY)
     try:
         return MODES[mode](settings, args)
     except AppError as exc:

@@ -115,6 +115,10 @@ class Settings:
     link_min_size: int = 3
     # Neighbours per face in the candidate graph (memory grows with faces x this).
     link_neighbours: int = 10
+    # --split: a person's faces are clustered again with both linkage bounds raised by
+    # this much (0.06 is about ten times fewer false matches for SFace: its 1e-4 and
+    # 1e-5 bounds are 0.425 and 0.485), so a mixed person falls apart into its people.
+    split_margin: float = 0.06
     # Reduce with UMAP before clustering (the original system's way; DBSCAN's eps is
     # then measured in UMAP space).
     cluster_use_umap: bool = False
@@ -249,6 +253,7 @@ ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "LINK_PAIR_THRESHOLD": ("link_pair_threshold", _cosine),
     "LINK_MIN_SIZE": ("link_min_size", _number(int, 2)),
     "LINK_NEIGHBOURS": ("link_neighbours", _positive_int),
+    "SPLIT_MARGIN": ("split_margin", _cosine),
     "CLUSTER_USE_UMAP": ("cluster_use_umap", _bool),
     "UMAP_N_NEIGHBORS": ("umap_n_neighbors", _number(int, 2)),
     "UMAP_N_COMPONENTS": ("umap_n_components", _number(int, 2)),

@@ -45,3 +45,8 @@ class WorkerBusy(AppError):
 
 class DatabaseUnavailable(AppError):
     """The database cannot be reached, or the connection kept dropping after retries."""
+
+
+class RequestError(AppError):
+    """A person operation asked for something that does not exist or is not allowed (an
+    unknown id, an empty name, ...): nothing was changed."""

@@ -111,6 +111,9 @@ class Persons(Base):
     # True for persons the worker made by clustering. Rows another application
     # inserts default to False: the worker never deletes or renames those.
     IsAutomatic: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
+    # A stranger the user does not want listed: kept, and still collects its new faces, so
+    # the same stranger never comes back as a new person.
+    IsHidden: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
     CreatedAt: Mapped[datetime] = _created()
     ModifiedAt: Mapped[datetime] = _modified()
 
@@ -167,3 +170,58 @@ class Faces(Base):
     ConsideredAt: Mapped[datetime | None] = mapped_column(UTCDateTime())
     CreatedAt: Mapped[datetime] = _created()
     ModifiedAt: Mapped[datetime] = _modified()
+
+
+# Operations.Who and AssignmentLog.Who: a person's own decision, or the worker's run.
+WHO_USER = "user"
+WHO_WORKER = "worker"
+WHO_RECLUSTER = "recluster"  # AssignmentLog: an automatic assignment cleared by --recluster
+
+
+class Operations(Base):
+    """One user operation (rename, merge, move, ...) or one worker run that changed
+    assignments. Append-only, except UndoneBy, set when an undo reverts it."""
+
+    __tablename__ = "Operations"
+
+    Id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    Kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    Who: Mapped[str] = mapped_column(String(16), nullable=False)
+    Summary: Mapped[str] = mapped_column(Text, nullable=False)
+    # JSON: the persons' rows before and after, rejections added and removed (what an
+    # undo needs besides the face rows of AssignmentLog).
+    Details: Mapped[str | None] = mapped_column(Text)
+    UndoOf: Mapped[int | None] = mapped_column(Integer)
+    UndoneBy: Mapped[int | None] = mapped_column(Integer)
+    CreatedAt: Mapped[datetime] = _created()
+
+
+class AssignmentLog(Base):
+    """Every change of a face's person, by anyone: replaying it in Id order gives every
+    face's PersonId. No foreign keys: the log outlives faces and persons."""
+
+    __tablename__ = "AssignmentLog"
+
+    Id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    OperationId: Mapped[int] = mapped_column(Integer, nullable=False, index=True)
+    FaceId: Mapped[int] = mapped_column(Integer, nullable=False, index=True)
+    OldPersonId: Mapped[int | None] = mapped_column(Integer)
+    NewPersonId: Mapped[int | None] = mapped_column(Integer)
+    Who: Mapped[str] = mapped_column(String(16), nullable=False)  # user, matched, clustered, recluster
+    OldAssignedBy: Mapped[str | None] = mapped_column(String(16))
+    NewAssignedBy: Mapped[str | None] = mapped_column(String(16))
+    OldAssignedAt: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    CreatedAt: Mapped[datetime] = _created()
+
+
+class FaceRejections(Base):
+    """"Not this person": the face is never given this person again, by matching,
+    clustering or --recluster. The person is a plain number, so the rejection stays when
+    the person is deleted (and an undo can bring the person back)."""
+
+    __tablename__ = "FaceRejections"
+
+    FaceId: Mapped[int] = mapped_column(ForeignKey("Faces.Id", ondelete="CASCADE"), primary_key=True)
+    PersonId: Mapped[int] = mapped_column(Integer, primary_key=True, index=True)
+    OperationId: Mapped[int | None] = mapped_column(Integer)
+    CreatedAt: Mapped[datetime] = _created()

@@ -48,9 +48,10 @@ def pick_exemplars(known: Known, per_person: int) -> np.ndarray:
 
 
 def plan(vectors: np.ndarray, media_ids: np.ndarray, known: Known, threshold: float,
-         params: ClusterParams, exemplars_per_person: int) -> Plan:
+         params: ClusterParams, exemplars_per_person: int, forbidden: dict[int, set[int]] | None = None) -> Plan:
     result = Plan()
-    matched = match_faces(vectors, media_ids, known, threshold)
+    forbidden = forbidden or {}
+    matched = match_faces(vectors, media_ids, known, threshold, forbidden)
     result.matched = {i: int(p) for i, p in enumerate(matched.tolist()) if p >= 0}
 
     # Known faces now include this run's matches.
@@ -86,7 +87,7 @@ def plan(vectors: np.ndarray, media_ids: np.ndarray, known: Known, threshold: fl
             face = int(left[members[j]])
             person = int(ex_persons[holders[int(np.argmax(sims[j]))]])
             media = int(media_ids[face])
-            if person in persons_in_photo.get(media, set()):
+            if person in persons_in_photo.get(media, set()) or person in forbidden.get(face, ()):
                 continue
             persons_in_photo.setdefault(media, set()).add(person)
             result.joined[face] = person
@@ -129,11 +130,13 @@ def _confirmed(matched: np.ndarray, vectors: np.ndarray, seeds: Seeds, persons: 
 
 
 def plan_linkage(new: Faces, known: Faces, threshold: float, params: LinkageParams, min_size: int,
-                 free: set[int] | frozenset[int] = frozenset()) -> Plan:
-    """`free`: persons that may merge with each other (automatic, unnamed, untouched by users)."""
+                 free: set[int] | frozenset[int] = frozenset(), forbidden: dict[int, set[int]] | None = None) -> Plan:
+    """`free`: persons that may merge with each other (automatic, unnamed, untouched by users).
+    `forbidden`: new face index -> persons it must never be given (a user's "not this person")."""
     result = Plan()
+    forbidden = forbidden or {}
     matched = match_faces(new.match_vectors, new.media_ids,
-                          Known(known.match_vectors, known.person_ids, known.media_ids), threshold)
+                          Known(known.match_vectors, known.person_ids, known.media_ids), threshold, forbidden)
     base, persons = Seeds.of(known.vectors, known.person_ids, known.media_ids, free)
     matched = _confirmed(matched, new.vectors, base, persons, params.threshold)
     result.matched = {i: int(p) for i, p in enumerate(matched.tolist()) if p >= 0}
@@ -142,7 +145,13 @@ def plan_linkage(new: Faces, known: Faces, threshold: float, params: LinkagePara
         return result
     took = matched >= 0  # matches are to known persons: add them to those persons' groups
     seeds = base.with_faces(new.vectors[took], np.searchsorted(persons, matched[took]), new.media_ids[took])
-    labels, roots = cluster(new.vectors[left], new.media_ids[left], seeds, params)
+    banned = {}
+    for j, face in enumerate(left.tolist()):
+        rows = [int(np.searchsorted(persons, q)) for q in forbidden.get(face, ())]
+        rows = [r for r in rows if r < persons.size and persons[r] in forbidden[face]]
+        if rows:
+            banned[j] = set(rows)
+    labels, roots = cluster(new.vectors[left], new.media_ids[left], seeds, params, banned)
     m = persons.size
     result.merged = {int(persons[s]): int(persons[r]) for s, r in enumerate(roots.tolist()) if r != s}
     groups: dict[int, list[int]] = {}

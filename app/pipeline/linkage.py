@@ -24,7 +24,8 @@ with nothing new merges nothing), and their average similarity reaches the stric
 already kept apart, and look-alike relatives sit just at it (on the dev set, Jeb Bush's
 and George W. Bush's faces average 0.427 against SFace's bound 0.425). Vetoes: a person that is not free never merges with
 another person, and two groups holding faces of one photo never merge (one photo, one face
-per person).
+per person), and a face is never grouped with a person a user said it is not
+(`forbidden`), however the groups grow.
 """
 from __future__ import annotations
 
@@ -84,12 +85,12 @@ class Seeds:
         return Seeds(sums, counts, media, self.free)
 
 
-def cluster(vectors: np.ndarray, media_ids: np.ndarray, seeds: Seeds, p: LinkageParams
-            ) -> tuple[np.ndarray, np.ndarray]:
+def cluster(vectors: np.ndarray, media_ids: np.ndarray, seeds: Seeds, p: LinkageParams,
+            forbidden: dict[int, set[int]] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Group label per face: s in [0, m) joins seed s; m and above, a new group (the
     label of one of its members, offset by m); faces left alone keep their own label too
     (callers count group sizes). Also the seed each seed ended in (itself, or the free
-    seed it merged into)."""
+    seed it merged into). `forbidden`: face index -> seeds it must never end in."""
     n, m = vectors.shape[0], seeds.counts.size
     if n == 0:
         return np.zeros(0, np.int64), np.arange(m)
@@ -104,6 +105,13 @@ def cluster(vectors: np.ndarray, media_ids: np.ndarray, seeds: Seeds, p: Linkage
     version = [0] * total
     alive = [True] * total
     parent = list(range(total))
+    # seeds each group must never join (its faces' rejections), carried through merges
+    banned: list[set[int] | None] = [None] * m + [set(forbidden[i]) if forbidden and i in forbidden else None
+                                                  for i in range(n)]
+
+    def vetoed(a: int, b: int) -> bool:
+        return any(_root(parent, s) == b for s in banned[a] or ()) or \
+            any(_root(parent, s) == a for s in banned[b] or ())
 
     def mergeable(a: int, b: int) -> bool:
         return not (known[a] and known[b]) or (free[a] and free[b])
@@ -150,13 +158,15 @@ def cluster(vectors: np.ndarray, media_ids: np.ndarray, seeds: Seeds, p: Linkage
         _, a, b, va, vb = heapq.heappop(heap)
         if not (alive[a] and alive[b]) or version[a] != va or version[b] != vb:
             continue
-        if media[a] & media[b]:
-            continue  # one photo, one face per person: never, however the groups grow
+        if media[a] & media[b] or vetoed(a, b):
+            continue  # one photo, one face per person; "not this person": never, however the groups grow
         if known[b] and (not known[a] or counts[b] > counts[a]):
             a, b = b, a  # a known person keeps its identity; of two, the larger one
         sums[a] = sums[a] + sums[b]
         counts[a] += counts[b]
         media[a] |= media[b]
+        if banned[b]:
+            banned[a] = (banned[a] or set()) | banned[b]
         alive[b] = False
         version[a] += 1
         neighbours[a] |= neighbours[b]

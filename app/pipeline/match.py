@@ -48,8 +48,10 @@ def top_k(queries: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray, np
 
 
 def match_faces(new_vectors: np.ndarray, new_media_ids: np.ndarray, known: Known,
-                threshold: float) -> np.ndarray:
-    """Person id per new face, or -1 where no known face reaches `threshold`."""
+                threshold: float, forbidden: dict[int, set[int]] | None = None) -> np.ndarray:
+    """Person id per new face, or -1 where no known face reaches `threshold`.
+    `forbidden`: new face index -> persons it must never take (a user's "not this person")."""
+    forbidden = forbidden or {}
     n = new_vectors.shape[0]
     result = np.full(n, -1, dtype=np.int64)
     # persons present in each photo: the same-photo rule
@@ -71,7 +73,7 @@ def match_faces(new_vectors: np.ndarray, new_media_ids: np.ndarray, known: Known
         for _, r, person in candidates:
             row = int(open_rows[r])
             media = int(new_media_ids[row])
-            if result[row] >= 0 or person in taken.get(media, ()):
+            if result[row] >= 0 or person in taken.get(media, ()) or person in forbidden.get(row, ()):
                 continue
             result[row] = person
             taken.setdefault(media, set()).add(person)

@@ -17,7 +17,7 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.db.models import ASSIGNED_CLUSTERED, ASSIGNED_MATCHED
+from app.db.models import ASSIGNED_CLUSTERED, ASSIGNED_MATCHED, WHO_RECLUSTER, WHO_WORKER
 from app.db.types import utcnow
 from app.inference.names import facenet_setting, model_name
 from app.pipeline.assign import Faces as PlanFaces
@@ -25,7 +25,10 @@ from app.pipeline.assign import plan, plan_linkage
 from app.pipeline.cluster import ClusterParams
 from app.pipeline.linkage import LinkageParams
 from app.pipeline.match import Known, top_k
+from app.repositories import history as hrepo
+from app.repositories import persons as prepo
 from app.repositories import recognition as repo
+from app.repositories.history import LogEntry
 
 log = logging.getLogger("app.recognition")
 
@@ -126,7 +129,13 @@ def _plan_faces(f: repo.FaceVectors, rows: np.ndarray | None = None) -> PlanFace
     return PlanFaces(f.match_vectors[rows], f.vectors[rows], f.media_ids[rows], f.person_ids[rows])
 
 
-def _apply(session: Session, settings: Settings, previous: dict[int, int]) -> AssignReport:
+def _entries(states: dict[int, prepo.FaceState], pairs, who: str, by: str | None) -> list[LogEntry]:
+    return [LogEntry(f, states[f].person_id, p, who, states[f].assigned_by, by, states[f].assigned_at)
+            for f, p in pairs if f in states]
+
+
+def _apply(session: Session, settings: Settings, previous: dict[int, int], log: list[LogEntry]) -> AssignReport:
+    """Decide, write, and append to `log` every face whose person changed."""
     report = AssignReport()
     model = model_name(settings.embedder)
     facenet = model_name(facenet_setting(settings.embedder, settings.facenet))
@@ -139,17 +148,24 @@ def _apply(session: Session, settings: Settings, previous: dict[int, int]) -> As
     if rows.size == 0:
         return report
     known = repo.known_faces(session, facenet, model)
+    ids = pool.face_ids[rows]
+    rejected = hrepo.rejections(session, ids.tolist())
+    forbidden = {i: rejected[f] for i, f in enumerate(ids.tolist()) if f in rejected}
     if settings.cluster_algorithm == "linkage":
         decision = plan_linkage(_plan_faces(pool, rows), _plan_faces(known), settings.match_threshold, link,
-                                settings.link_min_size, free=repo.free_persons(session))
+                                settings.link_min_size, free=repo.free_persons(session), forbidden=forbidden)
     else:  # HDBSCAN / DBSCAN with exemplars: one kind of vector for both steps
         decision = plan(
             pool.vectors[rows], pool.media_ids[rows],
             Known(known.vectors, known.person_ids, known.media_ids),
-            settings.match_threshold, cluster_params(settings), settings.exemplars_per_person,
+            settings.match_threshold, cluster_params(settings), settings.exemplars_per_person, forbidden,
         )
     now = utcnow()
-    ids = pool.face_ids[rows]
+    placed = set(decision.matched) | set(decision.joined) | {i for g in decision.new_groups for i in g}
+    states = prepo.face_states(session, [int(ids[i]) for i in placed])  # before any write
+    for state in prepo.face_states_of_persons(session, decision.merged):
+        log.append(LogEntry(state.face_id, state.person_id, decision.merged[state.person_id], ASSIGNED_CLUSTERED,
+                            state.assigned_by, state.assigned_by, state.assigned_at))
     repo.merge_persons(session, decision.merged, now)
     decision.matched = {i: decision.merged.get(p, p) for i, p in decision.matched.items()}
     repo.assign(session, [(int(ids[i]), p) for i, p in decision.matched.items()], ASSIGNED_MATCHED, now)
@@ -159,9 +175,12 @@ def _apply(session: Session, settings: Settings, previous: dict[int, int]) -> As
     group_persons = [r if r is not None else next(fresh) for r in reuse]
     pairs = [(int(ids[i]), person) for group, person in zip(decision.new_groups, group_persons) for i in group]
     repo.assign(session, pairs, ASSIGNED_CLUSTERED, now)
+    matched = [(int(ids[i]), p) for i, p in decision.matched.items()]
+    joined = [(int(ids[i]), p) for i, p in decision.joined.items()] + pairs
+    log += _entries(states, matched, ASSIGNED_MATCHED, ASSIGNED_MATCHED)
+    log += _entries(states, joined, ASSIGNED_CLUSTERED, ASSIGNED_CLUSTERED)
     repo.touch_persons(session, [*decision.matched.values(), *decision.joined.values(), *group_persons,
                                  *decision.merged.values()])
-    placed = set(decision.matched) | set(decision.joined) | {i for g in decision.new_groups for i in g}
     repo.mark_considered(session, [int(ids[i]) for i in range(rows.size) if i not in placed], now)
 
     report.matched = len(decision.matched)
@@ -174,11 +193,30 @@ def _apply(session: Session, settings: Settings, previous: dict[int, int]) -> As
     return report
 
 
+def _record(session: Session, kind: str, report: AssignReport, log: list[LogEntry]) -> None:
+    """One Operations row per run that changed assignments, with its log rows (a face
+    that --recluster cleared and gave the same person again did not change)."""
+    first: dict[int, LogEntry] = {}
+    last: dict[int, LogEntry] = {}
+    for e in log:
+        first.setdefault(e.face_id, e)
+        last[e.face_id] = e
+    same = {f for f, e in first.items()
+            if e.old_person == last[f].new_person and e.old_assigned_by == last[f].new_assigned_by}
+    log = [e for e in log if e.face_id not in same]
+    if log:
+        summary = (f"{report.matched} matched, {report.joined} joined, {report.clustered} in "
+                   f"{report.persons_created} new persons, {report.persons_merged} persons merged")
+        hrepo.add_operation(session, kind, WHO_WORKER, summary, None, log)
+
+
 def assign_unassigned(sessions: sessionmaker[Session], settings: Settings) -> AssignReport:
     started = time.perf_counter()
     with sessions.begin() as session:
         repo.lock_assignment(session)
-        report = _apply(session, settings, previous={})
+        entries: list[LogEntry] = []
+        report = _apply(session, settings, previous={}, log=entries)
+        _record(session, "recognize", report, entries)
     report.seconds = time.perf_counter() - started
     _log(report, "assignment")
     return report
@@ -189,10 +227,13 @@ def recluster(sessions: sessionmaker[Session], settings: Settings) -> AssignRepo
     with sessions.begin() as session:
         repo.lock_assignment(session)
         previous = repo.automatic_assignments(session)
+        before = prepo.face_states(session, previous)
+        entries = _entries(before, [(f, None) for f in sorted(previous)], WHO_RECLUSTER, None)
         cleared = repo.clear_automatic_assignments(session, utcnow())
         log.info("recluster: cleared %d automatic assignments", cleared)
-        report = _apply(session, settings, previous)
+        report = _apply(session, settings, previous, entries)
         report.persons_deleted = repo.delete_empty_automatic_persons(session)
+        _record(session, "recluster", report, entries)
     report.seconds = time.perf_counter() - started
     _log(report, "recluster")
     return report

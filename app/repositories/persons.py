@@ -1,0 +1,242 @@
+"""SQL for looking at and correcting persons (the person-management services).
+
+Callers own the transaction. Persons and face assignments are read and written as
+plain rows, so an operation can record them before and after (AssignmentLog, undo).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Iterable, Sequence
+
+import numpy as np
+from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from app.db.models import Faces, MediaFile, Persons
+from app.repositories.faces import FACES
+
+PERSONS = Persons.__table__
+CHUNK = 1000  # ids per IN (...) list
+
+
+def _chunks(ids: Iterable[int]) -> Iterable[list[int]]:
+    ids = sorted(set(int(i) for i in ids))
+    for start in range(0, len(ids), CHUNK):
+        yield ids[start:start + CHUNK]
+
+
+@dataclass(frozen=True)
+class PersonRow:
+    """A Persons row as an operation records it (ModifiedAt is not part of it: every
+    change, an undo included, sets it to the time of the change)."""
+
+    id: int
+    name: str | None
+    is_automatic: bool
+    is_hidden: bool
+    created_at: datetime
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["created_at"] = self.created_at.isoformat()
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "PersonRow":
+        return cls(d["id"], d["name"], d["is_automatic"], d["is_hidden"], datetime.fromisoformat(d["created_at"]))
+
+
+def person_rows(session: Session, ids: Iterable[int]) -> dict[int, PersonRow]:
+    out: dict[int, PersonRow] = {}
+    for chunk in _chunks(ids):
+        for r in session.execute(
+            select(Persons.Id, Persons.Name, Persons.IsAutomatic, Persons.IsHidden, Persons.CreatedAt)
+            .where(Persons.Id.in_(chunk))
+        ):
+            out[r[0]] = PersonRow(r[0], r[1], bool(r[2]), bool(r[3]), r[4])
+    return out
+
+
+def update_person(session: Session, person_id: int, **values) -> None:
+    """values: Name, IsAutomatic, IsHidden."""
+    session.execute(update(Persons).where(Persons.Id == person_id).values(**values, ModifiedAt=func.now())
+                    .execution_options(synchronize_session=False))
+
+
+def create_person(session: Session, name: str | None = None) -> int:
+    """A person made by a user (IsAutomatic false)."""
+    return session.execute(insert(Persons).values(Name=name, IsAutomatic=False).returning(Persons.Id)).scalar_one()
+
+
+def restore_person(session: Session, row: PersonRow) -> None:
+    """Put back a person exactly as recorded: update it, or insert it with its old id."""
+    values = dict(Name=row.name, IsAutomatic=row.is_automatic, IsHidden=row.is_hidden, CreatedAt=row.created_at)
+    if session.execute(select(Persons.Id).where(Persons.Id == row.id)).first():
+        update_person(session, row.id, **values)
+    else:
+        session.execute(insert(Persons).values(Id=row.id, **values))
+
+
+def delete_persons(session: Session, ids: Iterable[int]) -> None:
+    for chunk in _chunks(ids):
+        session.execute(delete(Persons).where(Persons.Id.in_(chunk)).execution_options(synchronize_session=False))
+
+
+def lock_persons(session: Session, ids: Iterable[int]) -> None:
+    """Row locks on these persons (PostgreSQL) for the rest of the transaction."""
+    if session.get_bind().dialect.name == "postgresql":
+        for chunk in _chunks(ids):
+            session.execute(select(Persons.Id).where(Persons.Id.in_(chunk)).with_for_update())
+
+
+# --- faces ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FaceState:
+    face_id: int
+    media_file_id: int
+    person_id: int | None
+    assigned_by: str | None
+    assigned_at: datetime | None
+
+
+def face_states(session: Session, face_ids: Iterable[int]) -> dict[int, FaceState]:
+    out: dict[int, FaceState] = {}
+    for chunk in _chunks(face_ids):
+        for r in session.execute(
+            select(Faces.Id, Faces.MediaFileId, Faces.PersonId, Faces.AssignedBy, Faces.AssignedAt)
+            .where(Faces.Id.in_(chunk))
+        ):
+            out[r[0]] = FaceState(*r)
+    return out
+
+
+def face_states_of_persons(session: Session, person_ids: Iterable[int]) -> list[FaceState]:
+    out: list[FaceState] = []
+    for chunk in _chunks(person_ids):
+        out.extend(FaceState(*r) for r in session.execute(
+            select(Faces.Id, Faces.MediaFileId, Faces.PersonId, Faces.AssignedBy, Faces.AssignedAt)
+            .where(Faces.PersonId.in_(chunk)).order_by(Faces.Id)
+        ))
+    return out
+
+
+def set_faces(session: Session, rows: Sequence[tuple[int, int | None, str | None, datetime | None]],
+              reconsider: bool = False) -> None:
+    """(face id, person id, AssignedBy, AssignedAt) per face. `reconsider`: also clear
+    ConsideredAt, so the next assignment step looks at the faces again."""
+    if not rows:
+        return
+    values = dict(PersonId=bindparam("p"), AssignedBy=bindparam("by"), AssignedAt=bindparam("at"))
+    if reconsider:
+        values["ConsideredAt"] = None
+    session.execute(
+        update(FACES).where(FACES.c.Id == bindparam("f")).values(**values),
+        [{"f": f, "p": p, "by": by, "at": at} for f, p, by, at in rows],
+    )
+
+
+def persons_in_media(session: Session, media_ids: Iterable[int]) -> dict[int, set[int]]:
+    """media file id -> persons with a face in it."""
+    out: dict[int, set[int]] = {}
+    for chunk in _chunks(media_ids):
+        for m, p in session.execute(
+            select(Faces.MediaFileId, Faces.PersonId).where(Faces.MediaFileId.in_(chunk), Faces.PersonId.is_not(None))
+        ):
+            out.setdefault(m, set()).add(p)
+    return out
+
+
+def face_counts(session: Session, person_ids: Iterable[int]) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for chunk in _chunks(person_ids):
+        out.update(session.execute(
+            select(Faces.PersonId, func.count()).where(Faces.PersonId.in_(chunk)).group_by(Faces.PersonId)
+        ).tuples().all())
+    return out
+
+
+def person_vectors(session: Session, person_id: int, model: str, second: bool
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Face ids, media ids and deciding vectors of a person's faces that have them."""
+    column, model_column = (Faces.Embedding2, Faces.Embedding2Model) if second else (Faces.Embedding, Faces.EmbeddingModel)
+    rows = session.execute(
+        select(Faces.Id, Faces.MediaFileId, column)
+        .where(Faces.PersonId == person_id, column.is_not(None), model_column == model).order_by(Faces.Id)
+    ).all()
+    ids = np.array([r[0] for r in rows], np.int64)
+    media = np.array([r[1] for r in rows], np.int64)
+    vectors = np.vstack([np.frombuffer(r[2], np.float32) for r in rows]) if rows else np.zeros((0, 0), np.float32)
+    return ids, media, vectors
+
+
+# --- listing ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PersonSummary:
+    id: int
+    name: str | None
+    faces: int
+    photos: int
+    hidden: bool
+    automatic: bool
+    cover: str | None  # thumbnail path of the most confident face
+    first_seen: datetime | None  # MediaFile.CreatedAt, earliest and latest
+    last_seen: datetime | None
+
+
+def list_persons(session: Session, include_hidden: bool, limit: int | None = None, offset: int = 0,
+                 person_ids: Sequence[int] | None = None) -> list[PersonSummary]:
+    """Largest first (then by id)."""
+    stats = (
+        select(Faces.PersonId.label("pid"), func.count(Faces.Id).label("faces"),
+               func.count(func.distinct(Faces.MediaFileId)).label("photos"),
+               func.min(MediaFile.CreatedAt).label("first"), func.max(MediaFile.CreatedAt).label("last"))
+        .join(MediaFile, MediaFile.Id == Faces.MediaFileId)
+        .where(Faces.PersonId.is_not(None)).group_by(Faces.PersonId).subquery()
+    )
+    ranked = (
+        select(Faces.PersonId.label("pid"), Faces.ThumbnailPath.label("thumb"),
+               func.row_number().over(partition_by=Faces.PersonId,
+                                      order_by=(Faces.Confidence.desc(), Faces.Id)).label("rank"))
+        .where(Faces.PersonId.is_not(None), Faces.ThumbnailPath.is_not(None)).subquery()
+    )
+    faces = func.coalesce(stats.c.faces, 0)
+    q = (
+        select(Persons.Id, Persons.Name, faces, func.coalesce(stats.c.photos, 0), Persons.IsHidden,
+               Persons.IsAutomatic, ranked.c.thumb, stats.c.first, stats.c.last)
+        .outerjoin(stats, stats.c.pid == Persons.Id)
+        .outerjoin(ranked, (ranked.c.pid == Persons.Id) & (ranked.c.rank == 1))
+        .order_by(faces.desc(), Persons.Id)
+    )
+    if not include_hidden:
+        q = q.where(Persons.IsHidden.is_(False))
+    if person_ids is not None:
+        q = q.where(Persons.Id.in_(list(person_ids)))
+    if limit is not None:
+        q = q.limit(limit).offset(offset)
+    stats_rows = session.execute(q).all()
+    return [PersonSummary(r[0], r[1], int(r[2]), int(r[3]), bool(r[4]), bool(r[5]), r[6],
+                          r[7], r[8]) for r in stats_rows]
+
+
+@dataclass(frozen=True)
+class PersonFace:
+    face_id: int
+    media_file_id: int
+    file_path: str
+    confidence: float | None
+    assigned_by: str | None
+    assigned_at: datetime | None
+    thumbnail: str | None
+
+
+def faces_of_person(session: Session, person_id: int) -> list[PersonFace]:
+    rows = session.execute(
+        select(Faces.Id, Faces.MediaFileId, MediaFile.FilePath, Faces.Confidence, Faces.AssignedBy,
+               Faces.AssignedAt, Faces.ThumbnailPath)
+        .join(MediaFile, MediaFile.Id == Faces.MediaFileId)
+        .where(Faces.PersonId == person_id).order_by(Faces.Id)
+    ).all()
+    return [PersonFace(*r) for r in rows]
