@@ -108,7 +108,7 @@ def later_operations_on_faces(session: Session, op_id: int, face_ids: Iterable[i
             select(Operations.Id, Operations.Kind).distinct()
             .join(AssignmentLog, AssignmentLog.OperationId == Operations.Id)
             .where(later, AssignmentLog.FaceId.in_(chunk), Operations.UndoneBy.is_(None), ~undo_of_later)
-        ).tuples().all())
+        ).all())
     return out
 
 

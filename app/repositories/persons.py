@@ -153,7 +153,7 @@ def face_counts(session: Session, person_ids: Iterable[int]) -> dict[int, int]:
     for chunk in _chunks(person_ids):
         out.update(session.execute(
             select(Faces.PersonId, func.count()).where(Faces.PersonId.in_(chunk)).group_by(Faces.PersonId)
-        ).tuples().all())
+        ).all())
     return out
 
 
