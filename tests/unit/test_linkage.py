@@ -150,3 +150,31 @@ def test_plan_reports_merged_persons():
     assert result.merged == {200: 100}  # the smaller person goes into the larger
     assert result.joined == {0: 100}
     assert plan_linkage(new, known, 0.99, P, 3, free={100}).merged == {}
+
+
+def test_a_rejected_person_is_never_joined_by_the_face_or_its_group():
+    """"Not this person": face 0 may not end in person 7, however close, and neither may a
+    group it belongs to; the other faces of that identity still join the person."""
+    (a,) = identities(1, dim=128, seed=5)
+    faces = faces_around(a, 6, 0.85, 6)
+    known = faces_around(a, 4, 0.85, 7)
+    new = Faces(faces, faces, np.arange(100, 106), np.full(6, -1))
+    old = Faces(known, known, np.arange(4), np.full(4, 7))
+    free = plan_linkage(new, old, 0.99, P, 3)
+    assert free.joined == {i: 7 for i in range(6)}
+    vetoed = plan_linkage(new, old, 0.99, P, 3, forbidden={0: {7}})
+    # the face, and any face grouped with it before the groups met the person, stay out
+    assert 0 not in vetoed.joined and len(vetoed.joined) >= 4 and set(vetoed.joined.values()) == {7}
+    # through the FaceNet match too (threshold low enough that every face matches)
+    matched = plan_linkage(new, old, 0.3, P, 3, forbidden={0: {7}})
+    assert 0 not in matched.matched and 0 not in matched.joined
+
+
+def test_a_group_carrying_a_rejection_does_not_join_that_seed():
+    (a,) = identities(1, dim=128, seed=8)
+    faces = faces_around(a, 5, 0.85, 9)
+    seeds, _ = Seeds.of(faces_around(a, 3, 0.85, 10), np.full(3, 7), np.arange(3))
+    labels, _ = cluster(faces, np.arange(100, 105), seeds, P, forbidden={2: {0}})
+    assert labels[2] != 0
+    plain, _ = cluster(faces, np.arange(100, 105), seeds, P)
+    assert set(plain.tolist()) == {0}

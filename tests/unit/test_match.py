@@ -66,3 +66,12 @@ def test_no_known_faces():
     new = identities(3, seed=2)
     empty = _known(np.zeros((0, 512)), [], [])
     assert match_faces(new, np.arange(3), empty, 0.8).tolist() == [-1, -1, -1]
+
+
+def test_a_forbidden_person_is_skipped_for_the_next_best():
+    ids = identities(2, seed=4)
+    known = _known(np.vstack([faces_around(ids[0], 2, 0.95, 1), faces_around(ids[0], 2, 0.95, 2)]),
+                   [10, 10, 20, 20], [1, 2, 3, 4])
+    new = faces_around(ids[0], 1, 0.97, 3)
+    assert match_faces(new, np.array([9]), known, 0.8, forbidden={0: {10}}).tolist() == [20]
+    assert match_faces(new, np.array([9]), known, 0.8, forbidden={0: {10, 20}}).tolist() == [-1]
