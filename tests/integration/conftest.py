@@ -196,3 +196,15 @@ def faces_dev() -> Path:
         "the dev data set is missing; looked in " + ", ".join(map(str, DATA_CANDIDATES))
         + " (set FACES_DEV_DIR)", pytrace=False,
     )
+
+
+@pytest.fixture(scope="module")
+def models():
+    """The default detector and encoder (FaceNet + SFace), loaded once per test module."""
+    from app.config import load_settings
+    from app.inference.registry import make_detector, make_encoder
+
+    settings = load_settings({}, env_file=None)
+    encoder = make_encoder(settings.embedder, settings.facenet, batch_size=16)
+    encoder.load()
+    return make_detector(settings.detector), encoder

@@ -8,10 +8,8 @@ import json
 import pytest
 from sqlalchemy import select, update
 
-from app.config import load_settings
 from app.db.models import ASSIGNED_USER, Faces, Persons
 from app.errors import RequestError
-from app.inference.registry import make_detector, make_encoder
 from app.repositories import history as hrepo
 from app.services import history, person_split, persons
 from tests.integration.persons_world import (
@@ -29,14 +27,6 @@ from tests.integration.persons_world import (
 )
 
 GUL, AGASSI, JOLIE, FLEISCHER = IDENTITIES
-
-
-@pytest.fixture(scope="module")
-def models():
-    settings = load_settings({}, env_file=None)
-    encoder = make_encoder(settings.embedder, settings.facenet, batch_size=16)
-    encoder.load()
-    return make_detector(settings.detector), encoder
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +137,7 @@ def test_reject_survives_recognize_and_recluster(world):
 def test_move_to_person_and_to_new_survive_recluster(world):
     gul, jolie = main_person(world.sessions, GUL), main_person(world.sessions, JOLIE)
     (a, _), (b, _), (c, _) = faces_of_identity(world.sessions, GUL)[:3]
-    to_jolie = persons.move_faces(world.sessions, [a], jolie, expect=gul)
+    persons.move_faces(world.sessions, [a], jolie, expect=gul)
     to_new = persons.move_faces(world.sessions, [b, c], None)
     new = to_new.person_id
     assert to_new.created == [new]

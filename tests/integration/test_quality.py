@@ -13,21 +13,10 @@ from app.config import load_settings
 from app.db import schema
 from app.db.engine import make_engine, session_factory
 from app.db.models import Faces, MediaFile, Persons
-from app.inference.registry import make_encoder
 from app.services.ingest import register_files
 from app.services.run import detect_and_recognize
 from app.services.recognize import recognize
 from tests.integration.helpers import copy_images
-
-
-@pytest.fixture(scope="module")
-def models():
-    from app.inference.registry import make_detector
-
-    settings = load_settings({}, env_file=None)
-    encoder = make_encoder(settings.embedder, settings.facenet, batch_size=16)
-    encoder.load()
-    return make_detector(settings.detector), encoder
 
 
 @pytest.fixture
