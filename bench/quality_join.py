@@ -51,7 +51,6 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from app.pipeline.assign import Faces as PlanFaces  # noqa: E402
 from app.pipeline.assign import Plan, _confirmed  # noqa: E402
-from app.pipeline.crop import l2_normalise  # noqa: E402
 from app.pipeline.linkage import LinkageParams, Seeds, _root  # noqa: E402
 from app.pipeline.linkage import cluster as app_cluster  # noqa: E402
 from app.pipeline.match import Known, match_faces, top_k  # noqa: E402
