@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import ASSIGNED_USER, Faces
 from app.pipeline.reconcile import StoredFace
+from app.repositories.ids import chunks
 from app.types import Box
 
 FACES = Faces.__table__  # Core table: executemany UPDATEs keyed by bind parameters
@@ -66,8 +67,8 @@ def thumbnails_of_media_range(session: Session, first: int, last: int) -> set[st
 
 
 def delete_faces(session: Session, face_ids: Sequence[int]) -> None:
-    for start in range(0, len(face_ids), 1000):
-        session.execute(delete(Faces).where(Faces.Id.in_(face_ids[start:start + 1000])))
+    for chunk in chunks(face_ids):
+        session.execute(delete(Faces).where(Faces.Id.in_(chunk)))
 
 
 def insert_faces(session: Session, faces: Sequence[NewFace]) -> list[int]:

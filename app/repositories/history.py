@@ -13,7 +13,7 @@ from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import WHO_USER, AssignmentLog, FaceRejections, Operations
-from app.repositories.persons import _chunks
+from app.repositories.ids import chunks
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def later_operations_on_faces(session: Session, op_id: int, face_ids: Iterable[i
     later = Operations.Id > op_id
     undo_of_later = and_(Operations.UndoOf.is_not(None), Operations.UndoOf > op_id)
     out: dict[int, str] = {}
-    for chunk in _chunks(face_ids):
+    for chunk in chunks(face_ids):
         out.update(session.execute(
             select(Operations.Id, Operations.Kind).distinct()
             .join(AssignmentLog, AssignmentLog.OperationId == Operations.Id)
@@ -138,17 +138,10 @@ def replay(session: Session) -> dict[int, int | None]:
 def rejections(session: Session, face_ids: Iterable[int]) -> dict[int, set[int]]:
     """face id -> persons it must never be given."""
     out: dict[int, set[int]] = {}
-    for chunk in _chunks(face_ids):
+    for chunk in chunks(face_ids):
         for f, p in session.execute(select(FaceRejections.FaceId, FaceRejections.PersonId)
                                     .where(FaceRejections.FaceId.in_(chunk))):
             out.setdefault(f, set()).add(p)
-    return out
-
-
-def all_rejections(session: Session) -> dict[int, set[int]]:
-    out: dict[int, set[int]] = {}
-    for f, p in session.execute(select(FaceRejections.FaceId, FaceRejections.PersonId)):
-        out.setdefault(f, set()).add(p)
     return out
 
 

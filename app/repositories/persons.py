@@ -15,15 +15,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Faces, MediaFile, Persons
 from app.repositories.faces import FACES
-
-PERSONS = Persons.__table__
-CHUNK = 1000  # ids per IN (...) list
-
-
-def _chunks(ids: Iterable[int]) -> Iterable[list[int]]:
-    ids = sorted(set(int(i) for i in ids))
-    for start in range(0, len(ids), CHUNK):
-        yield ids[start:start + CHUNK]
+from app.repositories.ids import chunks
 
 
 @dataclass(frozen=True)
@@ -49,7 +41,7 @@ class PersonRow:
 
 def person_rows(session: Session, ids: Iterable[int]) -> dict[int, PersonRow]:
     out: dict[int, PersonRow] = {}
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         for r in session.execute(
             select(Persons.Id, Persons.Name, Persons.IsAutomatic, Persons.IsHidden, Persons.CreatedAt)
             .where(Persons.Id.in_(chunk))
@@ -79,14 +71,14 @@ def restore_person(session: Session, row: PersonRow) -> None:
 
 
 def delete_persons(session: Session, ids: Iterable[int]) -> None:
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         session.execute(delete(Persons).where(Persons.Id.in_(chunk)).execution_options(synchronize_session=False))
 
 
 def lock_persons(session: Session, ids: Iterable[int]) -> None:
     """Row locks on these persons (PostgreSQL) for the rest of the transaction."""
     if session.get_bind().dialect.name == "postgresql":
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids):
             session.execute(select(Persons.Id).where(Persons.Id.in_(chunk)).with_for_update())
 
 
@@ -103,7 +95,7 @@ class FaceState:
 
 def face_states(session: Session, face_ids: Iterable[int]) -> dict[int, FaceState]:
     out: dict[int, FaceState] = {}
-    for chunk in _chunks(face_ids):
+    for chunk in chunks(face_ids):
         for r in session.execute(
             select(Faces.Id, Faces.MediaFileId, Faces.PersonId, Faces.AssignedBy, Faces.AssignedAt)
             .where(Faces.Id.in_(chunk))
@@ -114,7 +106,7 @@ def face_states(session: Session, face_ids: Iterable[int]) -> dict[int, FaceStat
 
 def face_states_of_persons(session: Session, person_ids: Iterable[int]) -> list[FaceState]:
     out: list[FaceState] = []
-    for chunk in _chunks(person_ids):
+    for chunk in chunks(person_ids):
         out.extend(FaceState(*r) for r in session.execute(
             select(Faces.Id, Faces.MediaFileId, Faces.PersonId, Faces.AssignedBy, Faces.AssignedAt)
             .where(Faces.PersonId.in_(chunk)).order_by(Faces.Id)
@@ -137,20 +129,9 @@ def set_faces(session: Session, rows: Sequence[tuple[int, int | None, str | None
     )
 
 
-def persons_in_media(session: Session, media_ids: Iterable[int]) -> dict[int, set[int]]:
-    """media file id -> persons with a face in it."""
-    out: dict[int, set[int]] = {}
-    for chunk in _chunks(media_ids):
-        for m, p in session.execute(
-            select(Faces.MediaFileId, Faces.PersonId).where(Faces.MediaFileId.in_(chunk), Faces.PersonId.is_not(None))
-        ):
-            out.setdefault(m, set()).add(p)
-    return out
-
-
 def face_counts(session: Session, person_ids: Iterable[int]) -> dict[int, int]:
     out: dict[int, int] = {}
-    for chunk in _chunks(person_ids):
+    for chunk in chunks(person_ids):
         out.update(session.execute(
             select(Faces.PersonId, func.count()).where(Faces.PersonId.in_(chunk)).group_by(Faces.PersonId)
         ).all())

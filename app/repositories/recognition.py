@@ -22,6 +22,8 @@ from app.db.models import (
     Persons,
 )
 from app.repositories.faces import FACES
+from app.repositories.ids import chunks
+from app.repositories.persons import FaceState
 
 # Any fixed number: the key of the PostgreSQL advisory lock of the assignment step.
 ASSIGNMENT_LOCK_KEY = 741_852_963
@@ -147,9 +149,8 @@ def merge_persons(session: Session, merged: dict[int, int], now: datetime) -> No
 
 def mark_considered(session: Session, face_ids: Sequence[int], now: datetime) -> None:
     """Faces the assignment step looked at and left without a person."""
-    ids = sorted(set(int(i) for i in face_ids))
-    for start in range(0, len(ids), 1000):
-        session.execute(update(Faces).where(Faces.Id.in_(ids[start:start + 1000]))
+    for chunk in chunks(face_ids):
+        session.execute(update(Faces).where(Faces.Id.in_(chunk))
                         .values(ConsideredAt=now).execution_options(synchronize_session=False))
 
 
@@ -176,9 +177,8 @@ def create_persons(session: Session, count: int) -> list[int]:
 
 def touch_persons(session: Session, person_ids: Sequence[int]) -> None:
     """ModifiedAt = now on persons whose set of faces changed."""
-    ids = sorted(set(person_ids))
-    for start in range(0, len(ids), 1000):
-        session.execute(update(Persons).where(Persons.Id.in_(ids[start:start + 1000])).values(ModifiedAt=func.now()))
+    for chunk in chunks(person_ids):
+        session.execute(update(Persons).where(Persons.Id.in_(chunk)).values(ModifiedAt=func.now()))
 
 
 # --- recluster ------------------------------------------------------------------------
@@ -187,15 +187,15 @@ def _resettable_person():
     return and_(Persons.IsAutomatic.is_(True), Persons.Name.is_(None))
 
 
-def automatic_assignments(session: Session) -> dict[int, int]:
-    """face id -> person id of every automatic assignment to an unnamed automatic person:
-    what --recluster rebuilds."""
+def automatic_assignments(session: Session) -> dict[int, FaceState]:
+    """face id -> state of every automatic assignment to an unnamed automatic person: what
+    --recluster rebuilds (and logs as cleared)."""
     rows = session.execute(
-        select(Faces.Id, Faces.PersonId)
+        select(Faces.Id, Faces.MediaFileId, Faces.PersonId, Faces.AssignedBy, Faces.AssignedAt)
         .join(Persons, Persons.Id == Faces.PersonId)
         .where(Faces.AssignedBy.in_((ASSIGNED_MATCHED, ASSIGNED_CLUSTERED)), _resettable_person())
     ).all()
-    return {r[0]: r[1] for r in rows}
+    return {r[0]: FaceState(*r) for r in rows}
 
 
 def clear_automatic_assignments(session: Session, now: datetime) -> int:

@@ -226,12 +226,11 @@ def recluster(sessions: sessionmaker[Session], settings: Settings) -> AssignRepo
     started = time.perf_counter()
     with sessions.begin() as session:
         repo.lock_assignment(session)
-        previous = repo.automatic_assignments(session)
-        before = prepo.face_states(session, previous)
-        entries = _entries(before, [(f, None) for f in sorted(previous)], WHO_RECLUSTER, None)
+        before = repo.automatic_assignments(session)
+        entries = _entries(before, [(f, None) for f in sorted(before)], WHO_RECLUSTER, None)
         cleared = repo.clear_automatic_assignments(session, utcnow())
         log.info("recluster: cleared %d automatic assignments", cleared)
-        report = _apply(session, settings, previous, entries)
+        report = _apply(session, settings, {f: s.person_id for f, s in before.items()}, entries)
         report.persons_deleted = repo.delete_empty_automatic_persons(session)
         _record(session, "recluster", report, entries)
     report.seconds = time.perf_counter() - started

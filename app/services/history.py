@@ -84,11 +84,15 @@ def undo(sessions: sessionmaker[Session], op_id: int | None = None, force: bool 
                 change.restore(row)
         states = prepo.face_states(session, first)  # faces deleted since are gone for good
         exists = set(prepo.person_rows(session, [e.old_person for e in first.values() if e.old_person is not None]))
-        change.set([(states[f], e.old_person if e.old_person in exists else None,
-                     e.old_assigned_by if e.old_person in exists or e.old_person is None else None,
-                     e.old_assigned_at) for f, e in first.items() if f in states])
+        back = []
+        for f, e in first.items():
+            if f in states:  # to a person deleted since (forced): no person, for the next run to decide
+                gone = e.old_person is not None and e.old_person not in exists
+                back.append((states[f], None if gone else e.old_person, None if gone else e.old_assigned_by,
+                             e.old_assigned_at))
+        change.set(back)
         change.move(prepo.face_states_of_persons(session, created), None, None)
-        change.delete(p for p in created if p in set(prepo.person_rows(session, created)))
+        change.delete(prepo.person_rows(session, created))
         change.unreject(d["rejections_added"])
         change.reject(d["rejections_removed"])
         result = change.finish("undo", f"undid operation {op.id} ({op.kind}: {op.summary})", undo_of=op.id)

@@ -95,3 +95,31 @@ def work_audit(engine) -> dict[str, dict[int, int]]:
         for kind, row_id, n in conn.execute(text("SELECT kind, row_id, count(*) FROM work_audit GROUP BY 1, 2")):
             out.setdefault(kind, {})[row_id] = n
     return out
+
+
+def start_automate_workers(cli, env: dict[str, str], count: int = 2):
+    """`count` `main.py --automate` processes on the cli's database, WORKER_ID w0, w1, ..."""
+    import subprocess
+    import sys
+
+    from tests.integration.conftest import ROOT
+
+    return [subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--automate"], cwd=cli.cwd,
+                             env={**cli.env, **env, "WORKER_ID": f"w{i}"},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(count)]
+
+
+def stop_workers(workers) -> list[tuple[int, str]]:
+    """SIGTERM each worker and wait: (exit code, stderr) of each."""
+    import signal
+
+    for w in workers:
+        w.send_signal(signal.SIGTERM)
+    errors = [w.communicate(timeout=300)[1] for w in workers]  # reads the pipes while waiting
+    return [(w.returncode, err) for w, err in zip(workers, errors)]
+
+
+def assert_stopped_cleanly(stopped: list[tuple[int, str]]) -> None:
+    for code, err in stopped:
+        assert code == 0, err[-3000:]
+        assert "Traceback" not in err and "deadlock" not in err.lower(), err[-3000:]

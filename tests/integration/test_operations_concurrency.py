@@ -3,9 +3,6 @@ PostgreSQL database: no deadlock, no lost operation, and the assignment log repl
 every face's final person."""
 import random
 import shutil
-import signal
-import subprocess
-import sys
 import time
 
 from sqlalchemy import func, select
@@ -15,7 +12,7 @@ from app.db.models import WHO_USER, Faces, Operations, Persons
 from app.errors import RequestError
 from app.repositories import history as hrepo
 from app.services import history, persons
-from tests.integration.conftest import ROOT
+from tests.integration.helpers import assert_stopped_cleanly, start_automate_workers, stop_workers
 
 SECONDS = 120
 
@@ -64,9 +61,7 @@ def test_user_operations_beside_two_automate_workers(pg_databases, pg_template, 
 
     engine = make_engine(url)
     sessions = session_factory(engine)
-    workers = [subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--automate"], cwd=cli.cwd,
-                                env={**cli.env, **env, "WORKER_ID": f"w{i}"},
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    workers = start_automate_workers(cli, env)
     rng = random.Random(7)
     done, refused, slowest = [], [], 0.0
     try:
@@ -87,12 +82,8 @@ def test_user_operations_beside_two_automate_workers(pg_databases, pg_template, 
             step += 1
             time.sleep(max(0.0, 1.0 - (time.time() - t0)))
     finally:
-        for w in workers:
-            w.send_signal(signal.SIGTERM)
-        outputs = [w.communicate(timeout=300) for w in workers]
-    for w, (_, err) in zip(workers, outputs):
-        assert w.returncode == 0, err[-3000:]
-        assert "Traceback" not in err and "deadlock" not in err.lower(), err[-3000:]
+        stopped = stop_workers(workers)
+    assert_stopped_cleanly(stopped)
     assert len(done) >= SECONDS // 4, (len(done), refused[:5])
     assert slowest < 60, slowest
 

@@ -3,7 +3,6 @@ and real PostgreSQL: strangers stay alone, look-alikes stay apart, a leftover fa
 when its person arrives, and runs with nothing new change nothing."""
 from collections import Counter, defaultdict
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,11 +11,12 @@ from sqlalchemy import select
 from app.config import load_settings
 from app.db import schema
 from app.db.engine import make_engine, session_factory
-from app.db.models import Faces, MediaFile, Persons
+from app.db.models import Faces, Persons
 from app.services.ingest import register_files
 from app.services.run import detect_and_recognize
 from app.services.recognize import recognize
 from tests.integration.helpers import copy_images
+from tests.integration.persons_world import persons_by_identity
 
 
 @pytest.fixture
@@ -45,23 +45,6 @@ def _assignments(sessions) -> dict[int, tuple]:
             select(Faces.Id, Faces.PersonId, Faces.AssignedBy, Faces.AssignedAt)).all()}
 
 
-def _persons_by_folder(sessions) -> dict[str, Counter]:
-    """Folder (identity) of each photo -> person ids of its largest face."""
-    with sessions() as s:
-        rows = s.execute(select(MediaFile.FilePath, Faces.PersonId, Faces.BoundingBox)
-                         .join(MediaFile, MediaFile.Id == Faces.MediaFileId)).all()
-    best: dict[str, tuple] = {}
-    import json
-    for path, pid, box in rows:
-        b = json.loads(box)
-        if path not in best or b["w"] * b["h"] > best[path][1]:
-            best[path] = (pid, b["w"] * b["h"])
-    out: dict[str, Counter] = defaultdict(Counter)
-    for path, (pid, _) in best.items():
-        out[Path(path).name.rsplit("_", 1)[0]][pid] += 1
-    return out
-
-
 def _mixed(by_folder: dict[str, Counter]) -> dict[int, set[str]]:
     owners: dict[int, set[str]] = defaultdict(set)
     for folder, persons in by_folder.items():
@@ -77,7 +60,7 @@ def test_one_photo_each_of_many_people_makes_no_person(world, faces_dev, tmp_pat
     sessions, _, add = world
     folders = sorted(p for p in faces_dev.iterdir() if p.is_dir() and p.name != "group")[:54]
     add(copy_images([sorted(f.iterdir())[0] for f in folders], tmp_path / "photos"))
-    by_folder = _persons_by_folder(sessions)
+    by_folder = persons_by_identity(sessions)
     assert len(by_folder) == 54
     assert _mixed(by_folder) == {}
     with sessions() as s:
@@ -95,7 +78,7 @@ def test_look_alike_brothers_stay_two_persons(world, faces_dev, tmp_path):
     sessions, _, add = world
     photos = [p for name in ("Jeb_Bush", "George_W_Bush") for p in sorted((faces_dev / name).iterdir())]
     add(copy_images(photos, tmp_path / "photos"))
-    by_folder = _persons_by_folder(sessions)
+    by_folder = persons_by_identity(sessions)
     assert _mixed(by_folder) == {}
     for name in ("Jeb_Bush", "George_W_Bush"):
         top, count = by_folder[name].most_common(1)[0]
@@ -110,12 +93,12 @@ def test_a_leftover_face_joins_when_more_of_its_person_arrive(world, faces_dev, 
     mine = sorted((faces_dev / name).iterdir())[:4]
     others = [sorted(f.iterdir())[0] for f in sorted(faces_dev.iterdir())[60:80] if f.is_dir() and f.name != "group"]
     add(copy_images(mine[:2] + others, tmp_path / "first"))
-    first = _persons_by_folder(sessions)
+    first = persons_by_identity(sessions)
     assert first[name] == Counter({None: 2})
     with sessions() as s:
         assert s.scalar(select(Faces.Id).where(Faces.ConsideredAt.is_(None), Faces.IsUsable.is_(True))) is None
     add(copy_images(mine[2:], tmp_path / "second"))
-    second = _persons_by_folder(sessions)
+    second = persons_by_identity(sessions)
     (person, count), = second[name].items()
     assert person is not None and count == 4
     assert _mixed(second) == {}
@@ -159,12 +142,12 @@ def test_a_person_split_in_two_is_merged_when_a_new_photo_arrives(world, faces_d
     name = "Al_Gore"
     photos = sorted((faces_dev / name).iterdir())
     add(copy_images(photos[:6], tmp_path / "first"))
-    (person, count), = _persons_by_folder(sessions)[name].items()
+    (person, count), = persons_by_identity(sessions)[name].items()
     assert person is not None and count == 6
     twin_id = _split(sessions, person)
     assert assign_unassigned(sessions, settings).persons_merged == 0  # nothing new: nothing merged
     add(copy_images(photos[6:7], tmp_path / "second"))
-    (merged, count), = _persons_by_folder(sessions)[name].items()
+    (merged, count), = persons_by_identity(sessions)[name].items()
     assert count == 7 and merged in (person, twin_id)
     with sessions() as s:
         assert s.scalar(select(Persons.Id).where(Persons.Id.in_((person, twin_id)))) == merged
@@ -178,10 +161,10 @@ def test_a_named_person_is_never_merged(world, faces_dev, tmp_path):
     name = "Al_Gore"
     photos = sorted((faces_dev / name).iterdir())
     add(copy_images(photos[:6], tmp_path / "first"))
-    (person, _), = _persons_by_folder(sessions)[name].items()
+    (person, _), = persons_by_identity(sessions)[name].items()
     with sessions.begin() as s:
         s.execute(update(Persons).where(Persons.Id == person).values(Name="Al Gore"))
     twin_id = _split(sessions, person)
     add(copy_images(photos[6:7], tmp_path / "second"))
-    persons = _persons_by_folder(sessions)[name]
+    persons = persons_by_identity(sessions)[name]
     assert set(persons) == {person, twin_id} and sum(persons.values()) == 7

@@ -1,8 +1,5 @@
 """Two `--automate` workers and a `--recluster` on one PostgreSQL database: every item
 detected once, every face embedded once, no deadlock, no group split into duplicate persons."""
-import signal
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -11,8 +8,13 @@ from sqlalchemy import func, select
 
 from app.db.engine import make_engine, session_factory
 from app.db.models import Faces, MediaFile, MediaItems, Persons
-from tests.integration.conftest import ROOT
-from tests.integration.helpers import install_work_audit, work_audit
+from tests.integration.helpers import (
+    assert_stopped_cleanly,
+    install_work_audit,
+    start_automate_workers,
+    stop_workers,
+    work_audit,
+)
 
 
 
@@ -46,9 +48,7 @@ def test_two_automate_workers_and_a_recluster_share_one_database(pg_databases, p
     cli = cli_factory(urls["shared"])
     engine = make_engine(urls["shared"])
     install_work_audit(engine)
-    workers = [subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--automate"], cwd=cli.cwd,
-                                env={**cli.env, **env, "WORKER_ID": f"w{i}"},
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    workers = start_automate_workers(cli, env)
     try:
         deadline = time.time() + 600
         while time.time() < deadline and _state(engine)[0] > len(folders) * 5:
@@ -62,12 +62,8 @@ def test_two_automate_workers_and_a_recluster_share_one_database(pg_databases, p
             time.sleep(1)
         time.sleep(4)  # the last scheduled runs (every 1.2 s) assign what is left
     finally:
-        for w in workers:
-            w.send_signal(signal.SIGTERM)
-        outputs = [w.communicate(timeout=300) for w in workers]
-    for w, (_, err) in zip(workers, outputs):
-        assert w.returncode == 0, err[-3000:]
-        assert "Traceback" not in err and "deadlock" not in err.lower(), err[-3000:]
+        stopped = stop_workers(workers)
+    assert_stopped_cleanly(stopped)
 
     audit = work_audit(engine)
     with session_factory(engine)() as s:
