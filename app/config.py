@@ -110,6 +110,10 @@ class Settings:
     # 1e-4 and 1e-5: sface 0.425 / 0.485, facenet-casia 0.604 / 0.678).
     link_threshold: float | None = None
     link_pair_threshold: float | None = None
+    # linkage: for a face (or a new group) to join a person made by an earlier run; unset
+    # = chosen for EMBEDDER by cross-validation on the incremental test (sface 0.400;
+    # otherwise LINK_THRESHOLD).
+    link_join_threshold: float | None = None
     # Smallest group that becomes a new person (smaller ones stay unassigned until more
     # faces of them arrive). 3 keeps pairs of look-alike strangers apart.
     link_min_size: int = 3
@@ -251,6 +255,7 @@ ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "CLUSTER_ALGORITHM": ("cluster_algorithm", _choice("linkage", "hdbscan", "dbscan")),
     "LINK_THRESHOLD": ("link_threshold", _cosine),
     "LINK_PAIR_THRESHOLD": ("link_pair_threshold", _cosine),
+    "LINK_JOIN_THRESHOLD": ("link_join_threshold", _cosine),
     "LINK_MIN_SIZE": ("link_min_size", _number(int, 2)),
     "LINK_NEIGHBOURS": ("link_neighbours", _positive_int),
     "SPLIT_MARGIN": ("split_margin", _cosine),

@@ -112,9 +112,9 @@ class Faces:
 
 
 def _confirmed(matched: np.ndarray, vectors: np.ndarray, seeds: Seeds, persons: np.ndarray,
-               bound: float) -> np.ndarray:
+               bound: float | np.ndarray) -> np.ndarray:
     """A FaceNet match stands only when the deciding vectors agree: the face's average
-    similarity to the person's known faces reaches the linkage bound and no other person
+    similarity to the person's known faces reaches the join bound and no other person
     is closer on average (look-alike relatives pass FaceNet's 0.8 more often than SFace's
     bound). A match it refuses goes on to clustering, where the bound decides."""
     rows = np.flatnonzero(matched >= 0)
@@ -123,22 +123,27 @@ def _confirmed(matched: np.ndarray, vectors: np.ndarray, seeds: Seeds, persons: 
     means = seeds.sums / seeds.counts[:, None]
     idx, sim = top_k(vectors[rows].astype(np.float64), means, 1)
     out = matched.copy()
+    bounds = np.broadcast_to(np.asarray(bound, np.float64), matched.shape)
     for j, r in enumerate(rows.tolist()):
-        if persons[idx[j, 0]] != matched[r] or sim[j, 0] < bound:
+        if persons[idx[j, 0]] != matched[r] or sim[j, 0] < bounds[r]:
             out[r] = -1
     return out
 
 
 def plan_linkage(new: Faces, known: Faces, threshold: float, params: LinkageParams, min_size: int,
-                 free: set[int] | frozenset[int] = frozenset(), forbidden: dict[int, set[int]] | None = None) -> Plan:
+                 free: set[int] | frozenset[int] = frozenset(), forbidden: dict[int, set[int]] | None = None,
+                 leftover: np.ndarray | None = None) -> Plan:
     """`free`: persons that may merge with each other (automatic, unnamed, untouched by users).
-    `forbidden`: new face index -> persons it must never be given (a user's "not this person")."""
+    `forbidden`: new face index -> persons it must never be given (a user's "not this person").
+    `leftover`: faces an earlier run left alone (bool per face): they join a known person
+    only at the linkage threshold, never at the lower join bound."""
     result = Plan()
     forbidden = forbidden or {}
     matched = match_faces(new.match_vectors, new.media_ids,
                           Known(known.match_vectors, known.person_ids, known.media_ids), threshold, forbidden)
     base, persons = Seeds.of(known.vectors, known.person_ids, known.media_ids, free)
-    matched = _confirmed(matched, new.vectors, base, persons, params.threshold)
+    stale = np.zeros(matched.size, bool) if leftover is None else np.asarray(leftover, bool)
+    matched = _confirmed(matched, new.vectors, base, persons, np.where(stale, params.threshold, params.join))
     result.matched = {i: int(p) for i, p in enumerate(matched.tolist()) if p >= 0}
     left = np.flatnonzero(matched < 0)
     if left.size == 0:
@@ -151,7 +156,7 @@ def plan_linkage(new: Faces, known: Faces, threshold: float, params: LinkagePara
         rows = [r for r in rows if r < persons.size and persons[r] in forbidden[face]]
         if rows:
             banned[j] = set(rows)
-    labels, roots = cluster(new.vectors[left], new.media_ids[left], seeds, params, banned)
+    labels, roots = cluster(new.vectors[left], new.media_ids[left], seeds, params, banned, stale[left])
     m = persons.size
     result.merged = {int(persons[s]): int(persons[r]) for s, r in enumerate(roots.tolist()) if r != s}
     groups: dict[int, list[int]] = {}

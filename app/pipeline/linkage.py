@@ -15,8 +15,12 @@ the most frequent false merges in a library full of people seen once.
 Only pairs linked in the k-nearest-neighbour graph are ever compared, so memory grows
 with n * k, never n^2 (the path to a million faces).
 
-Known persons enter as ready groups (their faces' sum and count): a face joins a person
-by the same rule as two new faces form one. Two known persons merge by that rule too (a
+Known persons enter as ready groups (their faces' sum and count): a face (or a new group)
+joins a person by the same rule as two new faces form one, but at `join_threshold`, a
+little below `threshold`: a person made by an earlier run has passed the bound already,
+its average over many faces is steady, and the face's best alternative is to stay alone
+(the join bound is chosen by cross-validation over identities on the incremental test:
+README, "Recognition quality"). Two known persons merge by the same rule (a
 person split in two, e.g. by an earlier clustering, becomes one) when both are *free*
 (automatic, unnamed, with no face placed by a user), some new face is near both (a run
 with nothing new merges nothing), and their average similarity reaches the stricter
@@ -42,6 +46,12 @@ class LinkageParams:
     threshold: float  # average cosine similarity needed to merge two groups
     pair_threshold: float  # needed to merge two single faces
     neighbours: int = 10  # k of the candidate graph
+    # needed for a face or a new group to join a person known before this run (None: threshold)
+    join_threshold: float | None = None
+
+    @property
+    def join(self) -> float:
+        return self.threshold if self.join_threshold is None else self.join_threshold
 
 
 @dataclass(frozen=True)
@@ -86,11 +96,15 @@ class Seeds:
 
 
 def cluster(vectors: np.ndarray, media_ids: np.ndarray, seeds: Seeds, p: LinkageParams,
-            forbidden: dict[int, set[int]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+            forbidden: dict[int, set[int]] | None = None, leftover: np.ndarray | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
     """Group label per face: s in [0, m) joins seed s; m and above, a new group (the
     label of one of its members, offset by m); faces left alone keep their own label too
     (callers count group sizes). Also the seed each seed ended in (itself, or the free
-    seed it merged into). `forbidden`: face index -> seeds it must never end in."""
+    seed it merged into). `forbidden`: face index -> seeds it must never end in.
+    `leftover`: faces an earlier run left alone (bool per face); a group holding one joins
+    a known person only at `threshold`, the bar it failed before, never the lower join
+    bound (a run must not take a face it refused, unless the evidence grew)."""
     n, m = vectors.shape[0], seeds.counts.size
     if n == 0:
         return np.zeros(0, np.int64), np.arange(m)
@@ -100,6 +114,7 @@ def cluster(vectors: np.ndarray, media_ids: np.ndarray, seeds: Seeds, p: Linkage
     counts = [int(c) for c in seeds.counts.tolist()] + [1] * n
     media = [set(s) for s in seeds.media] + [{int(v)} for v in media_ids.tolist()]
     known = [True] * m + [False] * n
+    stale = [False] * m + ([bool(v) for v in leftover.tolist()] if leftover is not None else [False] * n)
     free = [seeds.is_free(i) for i in range(m)] + [True] * n
     neighbours: list[set[int]] = [set() for _ in range(total)]
     version = [0] * total
@@ -143,9 +158,14 @@ def cluster(vectors: np.ndarray, media_ids: np.ndarray, seeds: Seeds, p: Linkage
 
     def push(a: int, b: int) -> None:
         sim = float(sums[a] @ sums[b]) / (counts[a] * counts[b])
-        # two lone faces, and two persons already made, need the stricter bound
-        strict = counts[a] + counts[b] == 2 or (known[a] and known[b])
-        need = p.pair_threshold if strict else p.threshold
+        # two lone faces, and two persons already made, need the stricter bound; joining a
+        # person known before this run, the join bound
+        if counts[a] + counts[b] == 2 or (known[a] and known[b]):
+            need = p.pair_threshold
+        elif known[a] != known[b]:
+            need = p.threshold if stale[a] or stale[b] else p.join
+        else:
+            need = p.threshold
         if sim >= need:
             heapq.heappush(heap, (-sim, a, b, version[a], version[b]))
 
@@ -165,6 +185,7 @@ def cluster(vectors: np.ndarray, media_ids: np.ndarray, seeds: Seeds, p: Linkage
         sums[a] = sums[a] + sums[b]
         counts[a] += counts[b]
         media[a] |= media[b]
+        stale[a] = stale[a] or stale[b]
         if banned[b]:
             banned[a] = (banned[a] or set()) | banned[b]
         alive[b] = False

@@ -42,6 +42,12 @@ LINKAGE_CALIBRATED = {
     "sface": (0.425, 0.485),
     "facenet-casia": (0.604, 0.678),
 }
+# The bound for joining a person known before the run (LINK_JOIN_THRESHOLD unset), chosen
+# by cross-validation over identities on the incremental test (bench/quality_join.py
+# --incremental-cv; README, "Recognition quality"); None: LINK_THRESHOLD (not measured).
+JOIN_CALIBRATED = {
+    "sface": 0.400,
+}
 # A face left over by an earlier run is decided again when a new face is among its
 # nearest and this close (cosine, below the linkage bound: a group the new face joins may
 # now reach the bound for it).
@@ -107,6 +113,8 @@ def linkage_params(settings: Settings) -> LinkageParams:
         threshold=settings.link_threshold if settings.link_threshold is not None else calibrated[0],
         pair_threshold=settings.link_pair_threshold if settings.link_pair_threshold is not None else calibrated[1],
         neighbours=settings.link_neighbours,
+        join_threshold=settings.link_join_threshold if settings.link_join_threshold is not None
+        else JOIN_CALIBRATED.get(settings.embedder),
     )
 
 
@@ -153,7 +161,8 @@ def _apply(session: Session, settings: Settings, previous: dict[int, int], log: 
     forbidden = {i: rejected[f] for i, f in enumerate(ids.tolist()) if f in rejected}
     if settings.cluster_algorithm == "linkage":
         decision = plan_linkage(_plan_faces(pool, rows), _plan_faces(known), settings.match_threshold, link,
-                                settings.link_min_size, free=repo.free_persons(session), forbidden=forbidden)
+                                settings.link_min_size, free=repo.free_persons(session), forbidden=forbidden,
+                                leftover=pool.considered[rows])
     else:  # HDBSCAN / DBSCAN with exemplars: one kind of vector for both steps
         decision = plan(
             pool.vectors[rows], pool.media_ids[rows],

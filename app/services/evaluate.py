@@ -191,7 +191,7 @@ def strangers_stats(scored, faces: dict[str, list[repo.ScoredFace]]) -> dict:
               if f is not None and f.person_id is not None and per_person[f.person_id] > 1]
     return {"strangers": len(strangers), "merged": len(merged),
             "merged_share": len(merged) / len(strangers) if strangers else 0.0,
-            "without_main_face": sum(1 for _, f in strangers if f is None), "merged_files": merged[:50]}
+            "without_main_face": sum(1 for _, f in strangers if f is None), "merged_files": merged}
 
 
 def fold_faces(samples: list[Sample], faces: dict[str, list[repo.ScoredFace]], scored, second: bool
@@ -261,8 +261,14 @@ def incremental(samples: list[Sample], settings: Settings, detector, encoder, ma
             else:
                 outcome["new_person"] += 1
         total = sum(outcome.values())
+        # strangers that went into a person with someone else in the second run: faces
+        # left alone before, decided again because a new face came near them
+        before = set(strangers_stats(_scored(samples, first), first)["merged_files"])
+        after = strangers_stats(_scored(samples, final), final)
         return {"added_photos": total, **outcome, "wrong_files": wrong,
                 "joined_right_share": outcome["joined_right_person"] / total if total else 0.0,
+                "strangers_merged_first_run": len(before), "strangers_merged_after": after["merged"],
+                "strangers_merged_late": sorted(set(after["merged_files"]) - before),
                 "timings_seconds": dict(run.timings)}
     finally:
         run.close()

@@ -64,6 +64,11 @@ def print_report(r: dict) -> None:
             print(f"  {key.replace('_', ' '):<24}{inc.get(key, 0):>6}")
         print(f"  joined the right person: {_pct(inc['joined_right_share'])}; a wrong one: "
               f"{_pct(inc.get('joined_wrong_person', 0) / inc['added_photos'] if inc['added_photos'] else 0.0)}")
+        if "strangers_merged_after" in inc:
+            late = inc["strangers_merged_late"]
+            print(f"  strangers in a person with someone else: {inc['strangers_merged_first_run']} after the first"
+                  f" run, {inc['strangers_merged_after']} after the second ({len(late)} joined in it"
+                  + (f": {', '.join(late)})" if late else ")"))
     print("\ntimings (seconds)")
     for stage, secs in r["timings_seconds"].items():
         print(f"  {stage:<14}{secs:>8.1f}")

@@ -68,6 +68,10 @@ def test_evaluate_with_strangers_and_folds(faces_dev, tmp_path):
     assert report["strangers"]["merged"] <= 1
     assert report["clustering"]["identities"] == len(NAMES) + 12
     assert report["clustering"]["largest_mixed_person_named_identities"] == 1
+    inc = report["incremental"]
+    assert "strangers in a person with someone else" in res.stdout
+    assert inc["strangers_merged_after"] <= inc["strangers_merged_first_run"] + len(inc["strangers_merged_late"])
+    assert all(name.endswith(".jpg") for name in inc["strangers_merged_late"])
     cv = report["cross_validation"]
     assert len(cv["folds"]) == 2 and sum(f["strangers"] for f in cv["folds"]) == 12
     assert all(0.0 <= f["pairwise"]["f1"] <= 1.0 for f in cv["folds"])

@@ -178,3 +178,27 @@ def test_a_group_carrying_a_rejection_does_not_join_that_seed():
     assert labels[2] != 0
     plain, _ = cluster(faces, np.arange(100, 105), seeds, P)
     assert set(plain.tolist()) == {0}
+
+
+def test_a_face_joins_a_known_person_at_the_join_bound_and_new_faces_do_not():
+    """Joining a person made earlier needs only the join bound; two new groups, the threshold."""
+    a = identities(1, dim=64, seed=21)[0]
+    known = faces_around(a, 8, 0.8, 22)
+    seeds, _ = Seeds.of(known, np.full(8, 100), np.arange(8))
+    # a face whose average similarity to the person sits between the two bounds
+    rng = np.random.default_rng(23)
+    for _ in range(200):
+        face = normalise((0.55 * a + rng.normal(size=64) * 0.12)[None])[0]
+        avg = float((known @ face).mean())
+        if 0.42 < avg < 0.48:
+            break
+    assert 0.42 < avg < 0.48
+    strict = LinkageParams(threshold=0.5, pair_threshold=0.6)
+    joining = LinkageParams(threshold=0.5, pair_threshold=0.6, join_threshold=0.4)
+    assert cluster(face[None], np.array([50]), seeds, strict)[0].tolist() == [1]  # alone
+    assert cluster(face[None], np.array([50]), seeds, joining)[0].tolist() == [0]  # joins person 100
+    # a face an earlier run left alone faces the bar it failed then, not the lower one
+    assert cluster(face[None], np.array([50]), seeds, joining, leftover=np.array([True]))[0].tolist() == [1]
+    # the same similarity between new faces forms no group: the threshold holds there
+    labels, _ = cluster(np.vstack([known, face[None]]), np.arange(9), Seeds.empty(64), joining)
+    assert labels[8] not in labels[:8].tolist()
