@@ -16,7 +16,7 @@ from app.services.ingest import register_files
 from app.services.run import detect_and_recognize
 from app.services.recognize import recognize
 from tests.integration.helpers import copy_images
-from tests.integration.persons_world import persons_by_identity
+from tests.integration.persons_world import faces_of_identity, persons_by_identity
 
 
 @pytest.fixture
@@ -168,3 +168,33 @@ def test_a_named_person_is_never_merged(world, faces_dev, tmp_path):
     add(copy_images(photos[6:7], tmp_path / "second"))
     persons = persons_by_identity(sessions)[name]
     assert set(persons) == {person, twin_id} and sum(persons.values()) == 7
+
+
+@pytest.mark.parametrize("join", [None, 0.425])
+def test_a_new_photo_joins_its_person_at_the_join_bound(world, faces_dev, tmp_path, models, join):
+    """Lance_Armstrong/14.jpg resembles the 12 photos of his person made first at 0.41 on
+    average (SFace): under the group bound 0.425, above the join bound 0.400. With the
+    default join bound it joins his person; with LINK_JOIN_THRESHOLD=0.425 it stays alone."""
+    sessions, settings, _ = world
+    settings = replace(settings, link_join_threshold=join)
+    detector, encoder = models
+
+    def add(paths):
+        register_files(sessions, list(paths))
+        assert detect_and_recognize(sessions, detector, encoder, settings).failed == 0
+
+    name = "Lance_Armstrong"
+    photos = sorted((faces_dev / name).iterdir())
+    first = [p for p in photos[:13] if p.name != "09.jpg"]  # 12 photos
+    add(copy_images(first, tmp_path / "first"))
+    (person, count), = persons_by_identity(sessions)[name].items()
+    assert person is not None and count == 12
+    add(copy_images([photos[13]], tmp_path / "second"))
+    faces = faces_of_identity(sessions, name)
+    new_face, new_person = faces[-1]
+    with sessions() as s:
+        vectors = {f: np.frombuffer(v, np.float32) for f, v in s.execute(
+            select(Faces.Id, Faces.Embedding2).where(Faces.Id.in_([f for f, _ in faces]))).all()}
+    average = float(np.mean([vectors[f] @ vectors[new_face] for f, _ in faces[:-1]]))
+    assert 0.400 <= average < 0.425, average  # the case this test is about
+    assert new_person == (person if join is None else None)
