@@ -72,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run the whole pipeline on a labelled folder (one sub-folder per identity) "
                        "in a fresh temporary database and print detection, embedding and clustering scores")
     cli_persons.add_arguments(p, modes)
+    modes.add_argument("--serve", action="store_true",
+                       help="serve the review page (persons, faces, history) on --host:--port until stopped")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="with --serve: address to bind (default 127.0.0.1; any other needs WEB_TOKEN)")
+    p.add_argument("--port", type=int, default=8377, help="with --serve: port (default 8377)")
     p.add_argument("--sweep", action="store_true",
                    help="with --evaluate: also try a grid of HDBSCAN/DBSCAN settings and print the table")
     p.add_argument("--strangers", metavar="DIR", type=Path,
@@ -327,6 +332,34 @@ def run_evaluate(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from app.web.security import is_loopback
+
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port {args.port}: not a port number")
+    if not is_loopback(args.host) and not settings.web_token:
+        raise UsageError(f"--serve --host {args.host}: binding an address other than the loopback one "
+                         "needs WEB_TOKEN (the page then asks for it once)")
+    import uvicorn
+
+    from app.web.server import create_app
+
+    ctx = _connect(settings)
+    try:
+        app = create_app(settings, ctx.sessions)
+        log.info("review page on http://%s:%d/ (database %s)%s", args.host, args.port,
+                 display(settings.database_url), "; login with WEB_TOKEN" if settings.web_token else "")
+        config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+        server = uvicorn.Server(config)
+        try:
+            server.run()
+        except OSError as exc:
+            raise UsageError(f"--serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+        return EXIT_OK if server.started else EXIT_USAGE
+    finally:
+        ctx.engine.dispose()
+
+
 MODES: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "ingest": run_ingest,
     "status": run_status,
@@ -339,6 +372,7 @@ MODES: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "all": run_all,
     "automate": run_automate,
     "evaluate": run_evaluate,
+    "serve": run_serve,
 }
 for _name in cli_persons.MODE_NAMES:
     MODES[_name] = (lambda name: lambda settings, args: cli_persons.run(_connect, settings, args, name))(_name)

@@ -162,6 +162,9 @@ class Settings:
     automate_interval_minutes: float = 3.0
     # Identifies this process in MediaItems.LockedBy.
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    # --serve: the review page's login token. Required to bind anything but a loopback
+    # address; when set, every page asks for it once (then a cookie). Never logged.
+    web_token: str | None = field(default=None, repr=False)
 
     @property
     def is_sqlite(self) -> bool:
@@ -278,6 +281,7 @@ ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "WATCH_INTERVAL_SECONDS": ("watch_interval_seconds", _positive_float),
     "AUTOMATE_INTERVAL_MINUTES": ("automate_interval_minutes", _positive_float),
     "WORKER_ID": ("worker_id", _nonempty),
+    "WEB_TOKEN": ("web_token", _nonempty),
 }
 URL_NAMES = ("DATABASE_URL", "SQL_CONNECTION_STRING")  # the second is the original manual's name
 

@@ -165,11 +165,39 @@ class PersonSummary:
     cover: str | None  # thumbnail path of the most confident face
     first_seen: datetime | None  # MediaFile.CreatedAt, earliest and latest
     last_seen: datetime | None
+    cover_face: int | None = None  # the face whose thumbnail is the cover
 
 
-def list_persons(session: Session, include_hidden: bool, limit: int | None = None, offset: int = 0,
-                 person_ids: Sequence[int] | None = None) -> list[PersonSummary]:
-    """Largest first (then by id)."""
+SHOWS = ("visible", "named", "unnamed", "hidden", "all")
+
+
+def _shown(q, show: str):
+    """visible: not hidden; named / unnamed: visible ones with / without a name;
+    hidden: hidden only; all: every person."""
+    if show not in SHOWS:
+        raise ValueError(f"show must be one of {SHOWS}")
+    if show in ("visible", "named", "unnamed"):
+        q = q.where(Persons.IsHidden.is_(False))
+    if show == "hidden":
+        q = q.where(Persons.IsHidden.is_(True))
+    if show == "named":
+        q = q.where(Persons.Name.is_not(None))
+    if show == "unnamed":
+        q = q.where(Persons.Name.is_(None))
+    return q
+
+
+def count_persons(session: Session, show: str = "visible") -> int:
+    return int(session.scalar(_shown(select(func.count()).select_from(Persons), show)) or 0)
+
+
+def list_persons(session: Session, include_hidden: bool = False, limit: int | None = None, offset: int = 0,
+                 person_ids: Sequence[int] | None = None, show: str | None = None,
+                 unnamed_first: bool = False) -> list[PersonSummary]:
+    """Largest first (then by id); with `unnamed_first`, persons without a name first.
+    `show` (SHOWS) overrides `include_hidden`. The cover (the most confident face with a
+    thumbnail) is looked up for the listed persons only, so a page of a large library
+    costs one grouped count and a page's worth of covers."""
     stats = (
         select(Faces.PersonId.label("pid"), func.count(Faces.Id).label("faces"),
                func.count(func.distinct(Faces.MediaFileId)).label("photos"),
@@ -177,29 +205,42 @@ def list_persons(session: Session, include_hidden: bool, limit: int | None = Non
         .join(MediaFile, MediaFile.Id == Faces.MediaFileId)
         .where(Faces.PersonId.is_not(None)).group_by(Faces.PersonId).subquery()
     )
-    ranked = (
-        select(Faces.PersonId.label("pid"), Faces.ThumbnailPath.label("thumb"),
-               func.row_number().over(partition_by=Faces.PersonId,
-                                      order_by=(Faces.Confidence.desc(), Faces.Id)).label("rank"))
-        .where(Faces.PersonId.is_not(None), Faces.ThumbnailPath.is_not(None)).subquery()
-    )
     faces = func.coalesce(stats.c.faces, 0)
+    order = [faces.desc(), Persons.Id]
+    if unnamed_first:
+        order.insert(0, Persons.Name.is_not(None))
     q = (
         select(Persons.Id, Persons.Name, faces, func.coalesce(stats.c.photos, 0), Persons.IsHidden,
-               Persons.IsAutomatic, ranked.c.thumb, stats.c.first, stats.c.last)
+               Persons.IsAutomatic, stats.c.first, stats.c.last)
         .outerjoin(stats, stats.c.pid == Persons.Id)
-        .outerjoin(ranked, (ranked.c.pid == Persons.Id) & (ranked.c.rank == 1))
-        .order_by(faces.desc(), Persons.Id)
+        .order_by(*order)
     )
-    if not include_hidden:
-        q = q.where(Persons.IsHidden.is_(False))
+    q = _shown(q, show or ("all" if include_hidden else "visible"))
     if person_ids is not None:
         q = q.where(Persons.Id.in_(list(person_ids)))
     if limit is not None:
         q = q.limit(limit).offset(offset)
-    stats_rows = session.execute(q).all()
-    return [PersonSummary(r[0], r[1], int(r[2]), int(r[3]), bool(r[4]), bool(r[5]), r[6],
-                          r[7], r[8]) for r in stats_rows]
+    rows = session.execute(q).all()
+    covers = _covers(session, [r[0] for r in rows])
+    return [PersonSummary(r[0], r[1], int(r[2]), int(r[3]), bool(r[4]), bool(r[5]),
+                          covers[r[0]][1] if r[0] in covers else None, r[6], r[7],
+                          covers[r[0]][0] if r[0] in covers else None) for r in rows]
+
+
+def _covers(session: Session, person_ids: Sequence[int]) -> dict[int, tuple[int, str]]:
+    """Person id -> (face id, thumbnail path) of its cover."""
+    out: dict[int, tuple[int, str]] = {}
+    for chunk in chunks(person_ids):
+        ranked = (
+            select(Faces.PersonId.label("pid"), Faces.Id.label("fid"), Faces.ThumbnailPath.label("thumb"),
+                   func.row_number().over(partition_by=Faces.PersonId,
+                                          order_by=(Faces.Confidence.desc(), Faces.Id)).label("rank"))
+            .where(Faces.PersonId.in_(chunk), Faces.ThumbnailPath.is_not(None)).subquery()
+        )
+        for pid, fid, thumb in session.execute(select(ranked.c.pid, ranked.c.fid, ranked.c.thumb)
+                                               .where(ranked.c.rank == 1)):
+            out[pid] = (fid, thumb)
+    return out
 
 
 @dataclass(frozen=True)
@@ -211,12 +252,13 @@ class PersonFace:
     assigned_by: str | None
     assigned_at: datetime | None
     thumbnail: str | None
+    blur: float | None = None  # sharpness of the face (variance of the Laplacian)
 
 
 def faces_of_person(session: Session, person_id: int) -> list[PersonFace]:
     rows = session.execute(
         select(Faces.Id, Faces.MediaFileId, MediaFile.FilePath, Faces.Confidence, Faces.AssignedBy,
-               Faces.AssignedAt, Faces.ThumbnailPath)
+               Faces.AssignedAt, Faces.ThumbnailPath, Faces.Blur)
         .join(MediaFile, MediaFile.Id == Faces.MediaFileId)
         .where(Faces.PersonId == person_id).order_by(Faces.Id)
     ).all()

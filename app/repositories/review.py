@@ -1,0 +1,88 @@
+"""SQL for the review page's reads (app/services/review.py). Callers own the session."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from app.db.models import Faces, MediaFile, Persons
+
+
+def thumbnail_path(session: Session, face_id: int) -> str | None:
+    return session.scalar(select(Faces.ThumbnailPath).where(Faces.Id == face_id))
+
+
+def media_path(session: Session, media_id: int) -> str | None:
+    return session.scalar(select(MediaFile.FilePath).where(MediaFile.Id == media_id))
+
+
+def names_like(session: Session, text: str, limit: int) -> list[tuple[int, str]]:
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    name = func.lower(Persons.Name)
+    rows = session.execute(
+        select(Persons.Id, Persons.Name)
+        .where(Persons.Name.is_not(None), Persons.IsHidden.is_(False),
+               name.like(f"%{escaped}%", escape="\\"))
+        .order_by(case((name.like(f"{escaped}%", escape="\\"), 0), else_=1), Persons.Name, Persons.Id)
+        .limit(limit)
+    ).all()
+    return [(int(r[0]), r[1]) for r in rows]
+
+
+def _unassigned():
+    return Faces.PersonId.is_(None)
+
+
+def count_unassigned(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(Faces).where(_unassigned())) or 0)
+
+
+@dataclass(frozen=True)
+class UnassignedRow:
+    face_id: int
+    media_file_id: int
+    file_path: str
+    thumbnail: str | None
+    usable: bool
+    vector: np.ndarray | None  # deciding vector, when the face has one
+
+
+def unassigned_page(session: Session, limit: int, offset: int, model: str, second: bool) -> list[UnassignedRow]:
+    """Faces with no person, usable ones first, then by id."""
+    column, model_column = (Faces.Embedding2, Faces.Embedding2Model) if second else (Faces.Embedding, Faces.EmbeddingModel)
+    rows = session.execute(
+        select(Faces.Id, Faces.MediaFileId, MediaFile.FilePath, Faces.ThumbnailPath, Faces.IsUsable, column,
+               model_column)
+        .join(MediaFile, MediaFile.Id == Faces.MediaFileId)
+        .where(_unassigned())
+        .order_by(Faces.IsUsable.desc(), Faces.Id)
+        .limit(limit).offset(offset)
+    ).all()
+    return [UnassignedRow(int(r[0]), int(r[1]), r[2], r[3], bool(r[4]),
+                          np.frombuffer(r[5], np.float32) if r[5] is not None and r[6] == model else None)
+            for r in rows]
+
+
+def person_sums(session: Session, model: str, second: bool
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, str]]:
+    """Per visible person: the sum of its faces' deciding vectors and their count; the
+    person ids, and the names of named ones."""
+    column, model_column = (Faces.Embedding2, Faces.Embedding2Model) if second else (Faces.Embedding, Faces.EmbeddingModel)
+    rows = session.execute(
+        select(Faces.PersonId, column)
+        .join(Persons, Persons.Id == Faces.PersonId)
+        .where(Persons.IsHidden.is_(False), column.is_not(None), model_column == model)
+        .order_by(Faces.PersonId)
+    ).all()
+    names = dict(session.execute(select(Persons.Id, Persons.Name).where(Persons.Name.is_not(None))).all())
+    if not rows:
+        return np.zeros((0, 0)), np.zeros(0, np.int64), np.zeros(0, np.int64), names
+    person_ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+    vectors = np.vstack([np.frombuffer(r[1], np.float32) for r in rows]).astype(np.float64)
+    persons, inverse = np.unique(person_ids, return_inverse=True)
+    sums = np.zeros((persons.size, vectors.shape[1]))
+    np.add.at(sums, inverse, vectors)
+    return sums, np.bincount(inverse, minlength=persons.size), persons, names
+

@@ -1,0 +1,105 @@
+"""What the review page reads beside the person-management services: files by id, the
+unassigned faces with the persons nearest them, names for type-ahead, best faces.
+
+Files are found by id only: a thumbnail is served only when its stored path lies under
+THUMBNAIL_SAVE_PATH, a photo only when it is a MediaFile row's path. No path that comes
+with a request is ever opened.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.inference.names import FACENETS, model_name
+from app.repositories import review as rrepo
+from app.repositories.persons import PersonFace
+
+SUGGESTIONS = 3
+
+
+def thumbnail_file(sessions: sessionmaker[Session], settings: Settings, face_id: int) -> Path | None:
+    """The face's thumbnail, when it exists and lies under THUMBNAIL_SAVE_PATH."""
+    with sessions() as session:
+        stored = rrepo.thumbnail_path(session, face_id)
+    if not stored:
+        return None
+    path = Path(stored).resolve()
+    root = settings.thumbnail_path.resolve()
+    return path if path.is_relative_to(root) and path.is_file() else None
+
+
+def photo_file(sessions: sessionmaker[Session], media_id: int) -> Path | None:
+    """The photo a MediaFile row registers, when it is a file."""
+    with sessions() as session:
+        stored = rrepo.media_path(session, media_id)
+    path = Path(stored) if stored else None
+    return path if path is not None and path.is_file() else None
+
+
+def search_names(sessions: sessionmaker[Session], text: str, limit: int = 10) -> list[tuple[int, str]]:
+    """Named persons whose name contains `text` (case-insensitive), names starting with
+    it first; hidden persons left out."""
+    text = " ".join((text or "").split())
+    if not text:
+        return []
+    with sessions() as session:
+        return rrepo.names_like(session, text, limit)
+
+
+def best_faces(faces: list[PersonFace], n: int) -> list[PersonFace]:
+    """The person's best faces until faces have a stored quality score: the most confident
+    detections, then the sharpest (Blur: higher is sharper), one per photo."""
+    ranked = sorted(faces, key=lambda f: (-(round(f.confidence or 0.0, 2)), -(f.blur or 0.0), f.face_id))
+    out, photos = [], set()
+    for f in ranked:
+        if f.media_file_id not in photos:
+            photos.add(f.media_file_id)
+            out.append(f)
+        if len(out) == n:
+            break
+    return out
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    person_id: int
+    name: str | None
+    similarity: float  # average cosine similarity to the person's faces (deciding vectors)
+
+
+@dataclass(frozen=True)
+class UnassignedFace:
+    face_id: int
+    media_file_id: int
+    file_path: str
+    thumbnail: str | None
+    usable: bool
+    suggestions: list[Suggestion]
+
+
+def unassigned(sessions: sessionmaker[Session], settings: Settings, limit: int, offset: int = 0
+               ) -> tuple[int, list[UnassignedFace]]:
+    """Faces without a person (usable ones first), a page of them, each with the persons
+    whose faces it resembles most on average (the deciding vectors, as the worker
+    compares them); also the total."""
+    second = settings.embedder not in FACENETS
+    model = model_name(settings.embedder)
+    with sessions() as session:
+        total = rrepo.count_unassigned(session)
+        page = rrepo.unassigned_page(session, limit, offset, model, second)
+        sums, counts, persons, names = rrepo.person_sums(session, model, second)
+    out = []
+    means = sums / np.maximum(counts, 1)[:, None] if counts.size else sums
+    for row in page:
+        suggestions: list[Suggestion] = []
+        if row.vector is not None and counts.size:
+            sims = means @ row.vector
+            for i in np.argsort(-sims)[:SUGGESTIONS].tolist():
+                suggestions.append(Suggestion(int(persons[i]), names.get(int(persons[i])), float(sims[i])))
+        out.append(UnassignedFace(row.face_id, row.media_file_id, row.file_path, row.thumbnail, row.usable,
+                                  suggestions))
+    return total, out

@@ -1,0 +1,319 @@
+"""The review page (`main.py --serve`): a small Starlette app over the person-management
+services, so the page and the command line obey the same rules.
+
+Reads are GET pages rendered with Jinja2 (autoescaped: a name is always text); every
+change is a POST form carrying the CSRF token, answered by a redirect back to the page
+with a one-line message (a cookie read once). Files are served by id only
+(app/services/review.py). Handlers that touch the database are plain functions, which
+Starlette runs in its thread pool.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+import jinja2
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from app.config import Settings
+from app.errors import RequestError
+from app.repositories.persons import SHOWS
+from app.services import history as history_service
+from app.services import person_split, persons, review
+from app.db.types import utcnow
+from app.web.security import AUTH_COOKIE, SESSION_COOKIE, Guard, local_path
+
+log = logging.getLogger("app.web")
+HERE = Path(__file__).parent
+PAGE_SIZE = 60  # persons per grid page
+FACES_PAGE = 120  # unassigned faces per page
+BEST = 6
+FLASH_COOKIE = "fg_flash"
+
+
+def _ids(values: list[str], what: str) -> list[int]:
+    out = []
+    for v in values:
+        for part in str(v).replace(",", " ").split():
+            if not part.isdigit():
+                raise RequestError(f"{what}: {part!r} is not an id")
+            out.append(int(part))
+    if not out:
+        raise RequestError(f"select at least one {what}")
+    return out
+
+
+def create_app(settings: Settings, sessions: sessionmaker[Session]) -> Starlette:
+    guard = Guard(settings.web_token)
+    # autoescape everywhere: a name is always text
+    templates = Jinja2Templates(env=jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
+                                                       autoescape=True))
+
+    def page(request: Request, name: str, status: int = 200, **context) -> Response:
+        flash = request.cookies.get(FLASH_COOKIE)
+        try:
+            message = json.loads(unquote(flash)) if flash else None
+        except ValueError:
+            message = None
+        response = templates.TemplateResponse(request, name, {
+            "csrf": guard.csrf_for(request.state.sid), "flash": message, "path": request.url.path,
+            "full_path": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+            "login_required": guard.login_required, **context}, status_code=status)
+        if flash:
+            response.delete_cookie(FLASH_COOKIE)
+        return response
+
+    def back(request: Request, target: str | None, kind: str, text: str) -> Response:
+        response = RedirectResponse(local_path(target), status_code=303)
+        response.set_cookie(FLASH_COOKIE, quote(json.dumps({"kind": kind, "text": text})), httponly=True,
+                            samesite="strict", max_age=60)
+        return response
+
+    async def form_action(request: Request, action) -> Response:
+        """Run a change from a posted form; RequestError becomes the page's error line."""
+        form = await _form(request)
+        target = form.get("next") or request.headers.get("referer", "/").split(request.url.netloc, 1)[-1]
+        try:
+            text, where = await run_in_threadpool(action, form)
+        except RequestError as exc:
+            return back(request, target, "error", str(exc))
+        return back(request, where or target, "done", text)
+
+    # --- pages --------------------------------------------------------------------
+
+    def grid(request: Request) -> Response:
+        show = request.query_params.get("show", "visible")
+        if show not in SHOWS:
+            show = "visible"
+        order = "unnamed" if request.query_params.get("order") == "unnamed" else "size"
+        total = persons.count_persons(sessions, show)
+        pages = max(1, math.ceil(total / PAGE_SIZE))
+        number = min(max(_int(request.query_params.get("page"), 1), 1), pages)
+        listed = persons.list_persons(sessions, limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE, show=show,
+                                      unnamed_first=order == "unnamed")
+        return page(request, "grid.html", persons=listed, show=show, order=order, page_number=number, pages=pages,
+                    total=total, shows=SHOWS)
+
+    def person(request: Request) -> Response:
+        person_id = request.path_params["person_id"]
+        try:
+            detail = persons.get_person(sessions, person_id)
+        except RequestError as exc:
+            return page(request, "error.html", status=404, message=str(exc))
+        return page(request, "person.html", p=detail.person, faces=detail.faces, rejected=detail.rejected,
+                    best=review.best_faces(detail.faces, BEST))
+
+    def split_page(request: Request) -> Response:
+        person_id = request.path_params["person_id"]
+        try:
+            detail = persons.get_person(sessions, person_id)
+            proposal = person_split.split(sessions, settings, person_id)
+        except RequestError as exc:
+            return page(request, "error.html", status=404, message=str(exc))
+        by_id = {f.face_id: f for f in detail.faces}
+        groups = [[by_id[i] for i in g if i in by_id] for g in proposal.groups]
+        return page(request, "split.html", p=detail.person, groups=groups,
+                    rest=[by_id[i] for i in proposal.without_vector if i in by_id], bounds=proposal.bounds)
+
+    def unassigned_page(request: Request) -> Response:
+        number = max(_int(request.query_params.get("page"), 1), 1)
+        total, faces = review.unassigned(sessions, settings, FACES_PAGE, (number - 1) * FACES_PAGE)
+        pages = max(1, math.ceil(total / FACES_PAGE))
+        return page(request, "unassigned.html", faces=faces, total=total, page_number=number, pages=pages)
+
+    def status_page(request: Request) -> Response:
+        from app.repositories.stats import counts
+        with sessions() as session:
+            c = counts(session, utcnow(), settings.max_attempts)
+        worker = [op for op in history_service.history(sessions, 50) if op.who == "worker"][:5]
+        return page(request, "status.html", c=c, worker=worker,
+                    hidden=persons.count_persons(sessions, "hidden"))
+
+    def history_page(request: Request) -> Response:
+        limit = min(max(_int(request.query_params.get("limit"), 50), 1), 500)
+        return page(request, "history.html", operations=history_service.history(sessions, limit), limit=limit)
+
+    # --- files (by id only) --------------------------------------------------------
+
+    def thumb(request: Request) -> Response:
+        path = review.thumbnail_file(sessions, settings, request.path_params["face_id"])
+        if path is None:
+            return PlainTextResponse("not found", status_code=404)
+        return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+    def photo(request: Request) -> Response:
+        path = review.photo_file(sessions, request.path_params["media_id"])
+        if path is None:
+            return PlainTextResponse("not found", status_code=404)
+        return FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
+
+    def names(request: Request) -> Response:
+        found = review.search_names(sessions, request.query_params.get("q", ""))
+        return JSONResponse([{"id": i, "name": n} for i, n in found])
+
+    # --- changes -------------------------------------------------------------------
+
+    async def rename(request: Request) -> Response:
+        pid = request.path_params["person_id"]
+        return await form_action(request, lambda f: (persons.rename(sessions, pid, str(f.get("name", ""))).summary,
+                                                     None))
+
+    async def hide(request: Request) -> Response:
+        pid = request.path_params["person_id"]
+        hidden = request.url.path.endswith("/hide")
+        return await form_action(request, lambda f: (persons.set_hidden(sessions, pid, hidden).summary, None))
+
+    async def delete(request: Request) -> Response:
+        pid = request.path_params["person_id"]
+        return await form_action(request, lambda f: (persons.delete_person(sessions, pid).summary, "/"))
+
+    async def merge(request: Request) -> Response:
+        def act(f):
+            ids = _ids(f.getlist("person_id"), "person")
+            if len(ids) < 2:
+                raise RequestError("select at least two persons to merge")
+            r = persons.merge(sessions, ids, force=f.get("force") == "1")
+            return r.summary, f"/persons/{r.person_id}"
+        return await form_action(request, act)
+
+    async def move(request: Request) -> Response:
+        def act(f):
+            faces = _ids(f.getlist("face_id"), "face")
+            to = _target(sessions, str(f.get("to", "")))
+            expect = _int(f.get("from"), None)
+            r = persons.move_faces(sessions, faces, to, expect=expect)
+            return r.summary, None
+        return await form_action(request, act)
+
+    async def reject(request: Request) -> Response:
+        def act(f):
+            faces = _ids(f.getlist("face_id"), "face")
+            return persons.reject_faces(sessions, faces, expect=_int(f.get("from"), None)).summary, None
+        return await form_action(request, act)
+
+    async def split_apply(request: Request) -> Response:
+        pid = request.path_params["person_id"]
+
+        def act(f):
+            proposal = person_split.split(sessions, settings, pid, apply=True)
+            if proposal.operation_id is None:
+                raise RequestError(f"person {pid} does not split at the raised bounds: nothing changed")
+            return f"person {pid} split: {len(proposal.created)} new person(s) {proposal.created}", f"/persons/{pid}"
+        return await form_action(request, act)
+
+    async def undo(request: Request) -> Response:
+        def act(f):
+            r = history_service.undo(sessions, _int(f.get("op"), None), force=f.get("force") == "1")
+            return r.summary, None
+        return await form_action(request, act)
+
+    # --- login ---------------------------------------------------------------------
+
+    async def login(request: Request) -> Response:
+        if request.method == "GET":
+            return page(request, "login.html", next=local_path(request.query_params.get("next")))
+        form = await _form(request)
+        if not guard.token_ok(str(form.get("token", ""))):
+            log.warning("review page: a wrong login token from %s", request.client.host if request.client else "?")
+            return page(request, "login.html", status=403, next=local_path(form.get("next")), wrong=True)
+        response = RedirectResponse(local_path(form.get("next")), status_code=303)
+        response.set_cookie(AUTH_COOKIE, guard.auth_value(), httponly=True, samesite="strict")
+        return response
+
+    # --- guards --------------------------------------------------------------------
+
+    async def guarded(request: Request, call_next) -> Response:
+        sid = request.cookies.get(SESSION_COOKIE)
+        fresh = sid is None
+        request.state.sid = sid = sid or guard.new_session()
+        public = request.url.path == "/login" or request.url.path.startswith("/static/")
+        if not public and not guard.authenticated(request.cookies.get(AUTH_COOKIE)):
+            response: Response = RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+        elif request.method == "POST":
+            form = await _form(request)
+            sent = request.headers.get("x-csrf-token") or form.get("csrf")
+            if not guard.csrf_ok(None if fresh else sid, sent):
+                log.warning("review page: POST %s refused, no valid CSRF token", request.url.path)
+                response = PlainTextResponse("refused: missing or wrong CSRF token; reload the page", status_code=403)
+            else:
+                response = await call_next(request)
+        else:
+            response = await call_next(request)
+        if fresh:
+            response.set_cookie(SESSION_COOKIE, sid, httponly=True, samesite="strict")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Content-Security-Policy",
+                                    "default-src 'self'; img-src 'self'; style-src 'self'; script-src 'self'")
+        return response
+
+    routes = [
+        Route("/", grid),
+        Route("/persons/{person_id:int}", person),
+        Route("/persons/{person_id:int}/split", split_page),
+        Route("/persons/{person_id:int}/split/apply", split_apply, methods=["POST"]),
+        Route("/persons/{person_id:int}/rename", rename, methods=["POST"]),
+        Route("/persons/{person_id:int}/hide", hide, methods=["POST"]),
+        Route("/persons/{person_id:int}/unhide", hide, methods=["POST"]),
+        Route("/persons/{person_id:int}/delete", delete, methods=["POST"]),
+        Route("/persons/merge", merge, methods=["POST"]),
+        Route("/faces/move", move, methods=["POST"]),
+        Route("/faces/reject", reject, methods=["POST"]),
+        Route("/undo", undo, methods=["POST"]),
+        Route("/unassigned", unassigned_page),
+        Route("/status", status_page),
+        Route("/history", history_page),
+        Route("/thumb/{face_id:int}", thumb),
+        Route("/photo/{media_id:int}", photo),
+        Route("/api/names", names),
+        Route("/login", login, methods=["GET", "POST"]),
+        Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+    ]
+    return Starlette(routes=routes, middleware=[Middleware(BaseHTTPMiddleware, dispatch=guarded)])
+
+
+async def _form(request: Request):
+    """The posted form, parsed once: the guard reads it for the CSRF token and the
+    handler for its fields (a request's body can be read only once through middleware)."""
+    if not hasattr(request.state, "form"):
+        kind = request.headers.get("content-type", "")
+        request.state.form = await request.form() if "form" in kind else FormData()
+    return request.state.form
+
+
+def _int(value, default):
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return default
+
+
+def _target(sessions: sessionmaker[Session], text: str) -> int | None:
+    """A move's target: "new" (a new person), an id, "12 · Name" (type-ahead), or a name."""
+    text = " ".join(text.split())
+    if not text:
+        raise RequestError("say where the faces go: a person id, a name, or 'new'")
+    if text.lower() == "new":
+        return None
+    head = text.split(" ", 1)[0]
+    if head.isdigit():
+        return int(head)
+    found = [(i, n) for i, n in review.search_names(sessions, text, 50) if n.lower() == text.lower()]
+    if len(found) == 1:
+        return found[0][0]
+    if not found:
+        raise RequestError(f"no person named {text!r}")
+    raise RequestError(f"{len(found)} persons are named {text!r}: use the id")
