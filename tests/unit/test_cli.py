@@ -35,3 +35,25 @@ def test_missing_ingest_folder_exits_2_before_touching_a_database(monkeypatch, c
     assert cli.main(["--ingest", str(tmp_path / "nope")]) == 2
     assert "folder does not exist" in capsys.readouterr().err
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--serve", "--host", "0.0.0.0"], "needs WEB_TOKEN"),
+    (["--serve", "--port", "70000"], "not a port number"),
+])
+def test_serve_refuses_an_open_address_without_token_and_a_bad_port(monkeypatch, capsys, tmp_path, argv, words):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("WEB_TOKEN", raising=False)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'faces.db'}")
+    assert cli.main(argv) == 2
+    assert words in capsys.readouterr().err
+    assert not (tmp_path / "faces.db").exists()  # refused before touching a database
+
+
+def test_web_token_is_never_shown_in_settings(monkeypatch, tmp_path):
+    from app.config import load_settings
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WEB_TOKEN", "s3cret-value")
+    settings = load_settings()
+    assert settings.web_token == "s3cret-value" and "s3cret-value" not in repr(settings)
