@@ -113,6 +113,12 @@ def test_merge_persons_selected_on_the_grid(site, page):
     faces = {f for f, _ in faces_of_identity(site.sessions, "Abdullah_Gul") + faces_of_identity(site.sessions,
                                                                                             "Ari_Fleischer")}
     page.goto(f"{site.url}/")
+    ids = [int(x) for x in page.eval_on_selector_all(".tile.person", "ts => ts.map(t => t.dataset.id)")]
+    page.focus(".tile.person")
+    page.keyboard.press("ArrowRight")  # arrows move between tiles
+    assert page.evaluate("document.activeElement.dataset.id") == str(ids[1])
+    page.keyboard.press("ArrowLeft")
+    assert page.evaluate("document.activeElement.dataset.id") == str(ids[0])
     for pid in (a, b):
         page.focus(f".tile.person[data-id='{pid}']")
         page.keyboard.press(" ")
@@ -214,21 +220,40 @@ def test_unassigned_faces_with_suggestions(site, page):
     assert face_row.PersonId == to and face_row.AssignedBy == ASSIGNED_USER
 
 
-def test_status_and_worker_changes_show_on_reload(site, page, faces_dev, tmp_path, models):
+def test_status_and_changes_from_a_running_automate_worker_show_on_reload(site, page, faces_dev, tmp_path,
+                                                                         cli_factory):
+    """A real `--automate` worker on the same database: the page keeps working beside it
+    (a rename while it runs) and shows the person it made on reload."""
+    import time
+
     from app.services.ingest import register_files
-    from app.services.run import detect_and_recognize
-    from tests.integration.helpers import copy_images
+    from tests.integration.helpers import assert_stopped_cleanly, copy_images, start_automate_workers, stop_workers
 
     page.goto(f"{site.url}/status")
     before = person_service.count_persons(site.sessions)
     assert page.locator("table.counts tr", has_text="persons").first.inner_text().split() == ["persons", str(before)]
     page.goto(f"{site.url}/")
     assert page.locator(".tile.person").count() == before
-    # the worker adds a new person while the page is open
-    register_files(site.sessions, copy_images(sorted((faces_dev / "Amelia_Vega").iterdir())[:4], tmp_path))
-    assert detect_and_recognize(site.sessions, *models, site.settings).failed == 0
+    workers = start_automate_workers(cli_factory(site.settings.database_url), {
+        "THUMBNAIL_SAVE_PATH": str(site.settings.thumbnail_path), "AUTOMATE_INTERVAL_MINUTES": "0.05"}, count=1)
+    try:
+        register_files(site.sessions, copy_images(sorted((faces_dev / "Amelia_Vega").iterdir())[:4], tmp_path))
+        pid = main_person(site.sessions, "Al_Gore")
+        page.goto(f"{site.url}/persons/{pid}")
+        page.fill("#rename-input", "Al Gore")
+        page.click("#rename-form button")
+        page.wait_for_selector("#flash.done")
+        deadline = time.monotonic() + 240
+        while person_service.count_persons(site.sessions) == before and time.monotonic() < deadline:
+            time.sleep(1)
+    finally:
+        assert_stopped_cleanly(stop_workers(workers))
+    assert _person(site, pid).Name == "Al Gore"
+    page.goto(f"{site.url}/")
     page.reload()
     assert page.locator(".tile.person").count() == before + 1
+    new = page.locator(".tile.person").filter(has_text="unnamed").last
+    assert "4 faces" in new.inner_text()
 
 
 def test_path_traversal_and_unknown_ids_are_not_found(site, page, tmp_path):
