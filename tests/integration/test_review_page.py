@@ -143,7 +143,7 @@ def test_move_faces_to_a_person_typed_ahead_by_name(site, page):
         page.check(f".tile.face[data-id='{f}'] input[type=checkbox]")
     assert page.inner_text("#selected-count") == "2 selected"
     page.fill("#move-to", "Palacio")
-    page.wait_for_function("document.querySelectorAll('#person-names option').length > 0")
+    page.locator("#person-names option").first.wait_for(state="attached")
     suggestion = page.eval_on_selector("#person-names option", "o => o.value")
     assert suggestion == f"{target} · Ana Palacio"
     page.fill("#move-to", suggestion)
