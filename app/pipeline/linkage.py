@@ -54,6 +54,16 @@ class LinkageParams:
         return self.threshold if self.join_threshold is None else self.join_threshold
 
 
+def group_sums(vectors: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per distinct label (sorted): the label, each vector's group index, the float64 sum of
+    the group's vectors and its size (a group's average similarity to a vector v is
+    sum . v / size)."""
+    groups, inverse = np.unique(labels, return_inverse=True)
+    sums = np.zeros((groups.size, vectors.shape[1] if vectors.ndim == 2 else 0))
+    np.add.at(sums, inverse, vectors.astype(np.float64))
+    return groups, inverse, sums, np.bincount(inverse, minlength=groups.size)
+
+
 @dataclass(frozen=True)
 class Seeds:
     """Known persons as ready groups."""
@@ -75,10 +85,7 @@ class Seeds:
            free: set[int] | frozenset[int] = frozenset()) -> tuple["Seeds", np.ndarray]:
         """Seeds from known faces (persons in `free` may merge with each other); also
         returns the person id of each seed."""
-        persons, inverse = np.unique(person_ids, return_inverse=True)
-        sums = np.zeros((persons.size, vectors.shape[1] if vectors.ndim == 2 else 0))
-        np.add.at(sums, inverse, vectors.astype(np.float64))
-        counts = np.bincount(inverse, minlength=persons.size)
+        persons, inverse, sums, counts = group_sums(vectors, person_ids)
         media: list[set[int]] = [set() for _ in range(persons.size)]
         for i, m in zip(inverse.tolist(), media_ids.tolist()):
             media[i].add(int(m))

@@ -15,6 +15,12 @@ from app.types import Box
 FACES = Faces.__table__  # Core table: executemany UPDATEs keyed by bind parameters
 
 
+def vector_columns(second: bool):
+    """The deciding vector's column and its model-name column: Embedding2 when a second
+    model decides, else the contract's FaceNet Embedding."""
+    return (Faces.Embedding2, Faces.Embedding2Model) if second else (Faces.Embedding, Faces.EmbeddingModel)
+
+
 @dataclass(frozen=True)
 class NewFace:
     media_file_id: int

@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import Faces, MediaFile, Persons
-from app.repositories.faces import FACES
+from app.repositories.faces import FACES, vector_columns
 from app.repositories.ids import chunks
 
 
@@ -141,7 +141,7 @@ def face_counts(session: Session, person_ids: Iterable[int]) -> dict[int, int]:
 def person_vectors(session: Session, person_id: int, model: str, second: bool
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Face ids, media ids and deciding vectors of a person's faces that have them."""
-    column, model_column = (Faces.Embedding2, Faces.Embedding2Model) if second else (Faces.Embedding, Faces.EmbeddingModel)
+    column, model_column = vector_columns(second)
     rows = session.execute(
         select(Faces.Id, Faces.MediaFileId, column)
         .where(Faces.PersonId == person_id, column.is_not(None), model_column == model).order_by(Faces.Id)

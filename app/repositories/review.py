@@ -8,6 +8,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from app.db.models import Faces, MediaFile, Persons
+from app.repositories.faces import vector_columns
 
 
 def thumbnail_path(session: Session, face_id: int) -> str | None:
@@ -51,7 +52,7 @@ class UnassignedRow:
 
 def unassigned_page(session: Session, limit: int, offset: int, model: str, second: bool) -> list[UnassignedRow]:
     """Faces with no person, usable ones first, then by id."""
-    column, model_column = (Faces.Embedding2, Faces.Embedding2Model) if second else (Faces.Embedding, Faces.EmbeddingModel)
+    column, model_column = vector_columns(second)
     rows = session.execute(
         select(Faces.Id, Faces.MediaFileId, MediaFile.FilePath, Faces.ThumbnailPath, Faces.IsUsable, column,
                model_column)
@@ -65,11 +66,10 @@ def unassigned_page(session: Session, limit: int, offset: int, model: str, secon
             for r in rows]
 
 
-def person_sums(session: Session, model: str, second: bool
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, str]]:
-    """Per visible person: the sum of its faces' deciding vectors and their count; the
-    person ids, and the names of named ones."""
-    column, model_column = (Faces.Embedding2, Faces.Embedding2Model) if second else (Faces.Embedding, Faces.EmbeddingModel)
+def person_vectors(session: Session, model: str, second: bool) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    """The deciding vectors of every visible person's faces and their person ids; the
+    names of named persons."""
+    column, model_column = vector_columns(second)
     rows = session.execute(
         select(Faces.PersonId, column)
         .join(Persons, Persons.Id == Faces.PersonId)
@@ -77,12 +77,6 @@ def person_sums(session: Session, model: str, second: bool
         .order_by(Faces.PersonId)
     ).all()
     names = dict(session.execute(select(Persons.Id, Persons.Name).where(Persons.Name.is_not(None))).all())
-    if not rows:
-        return np.zeros((0, 0)), np.zeros(0, np.int64), np.zeros(0, np.int64), names
     person_ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-    vectors = np.vstack([np.frombuffer(r[1], np.float32) for r in rows]).astype(np.float64)
-    persons, inverse = np.unique(person_ids, return_inverse=True)
-    sums = np.zeros((persons.size, vectors.shape[1]))
-    np.add.at(sums, inverse, vectors)
-    return sums, np.bincount(inverse, minlength=persons.size), persons, names
-
+    vectors = np.vstack([np.frombuffer(r[1], np.float32) for r in rows]) if rows else np.zeros((0, 0), np.float32)
+    return person_ids, vectors, names

@@ -239,17 +239,21 @@ def incremental(samples: list[Sample], settings: Settings, detector, encoder, ma
     try:
         run.add([s.path for s in samples if s.path not in later])
         first = run.faces_by_path()
+        scored_first = _scored(samples, first)  # the held-back photos have no faces yet
         # the person holding most of each identity's first faces is "its" person
         votes: dict[str, Counter] = defaultdict(Counter)
-        for s, f in _scored([s for s in samples if s.path not in later], first):
-            if f is not None and f.person_id is not None:
+        for s, f in scored_first:
+            if s.path not in later and f is not None and f.person_id is not None:
                 votes[s.identity][f.person_id] += 1
         known_persons = {p for c in votes.values() for p in c}
         run.add(sorted(later))
         final = run.faces_by_path()
+        scored_final = _scored(samples, final)
         outcome = Counter()
         wrong: list[str] = []
-        for s, f in _scored([s for s in samples if s.path in later], final):
+        for s, f in scored_final:
+            if s.path not in later:
+                continue
             own = votes[s.identity].most_common(1)[0][0] if votes[s.identity] else None
             if f is None or f.person_id is None:
                 outcome["unassigned"] += 1
@@ -263,8 +267,8 @@ def incremental(samples: list[Sample], settings: Settings, detector, encoder, ma
         total = sum(outcome.values())
         # strangers that went into a person with someone else in the second run: faces
         # left alone before, decided again because a new face came near them
-        before = set(strangers_stats(_scored(samples, first), first)["merged_files"])
-        after = strangers_stats(_scored(samples, final), final)
+        before = set(strangers_stats(scored_first, first)["merged_files"])
+        after = strangers_stats(scored_final, final)
         return {"added_photos": total, **outcome, "wrong_files": wrong,
                 "joined_right_share": outcome["joined_right_person"] / total if total else 0.0,
                 "strangers_merged_first_run": len(before), "strangers_merged_after": after["merged"],

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.inference.names import FACENETS, model_name
+from app.pipeline.linkage import group_sums
 from app.repositories import review as rrepo
 from app.repositories.persons import PersonFace
 
@@ -91,9 +92,10 @@ def unassigned(sessions: sessionmaker[Session], settings: Settings, limit: int, 
     with sessions() as session:
         total = rrepo.count_unassigned(session)
         page = rrepo.unassigned_page(session, limit, offset, model, second)
-        sums, counts, persons, names = rrepo.person_sums(session, model, second)
+        person_ids, vectors, names = rrepo.person_vectors(session, model, second)
+    persons, _, sums, counts = group_sums(vectors, person_ids)
+    means = sums / counts[:, None] if counts.size else sums
     out = []
-    means = sums / np.maximum(counts, 1)[:, None] if counts.size else sums
     for row in page:
         suggestions: list[Suggestion] = []
         if row.vector is not None and counts.size:
