@@ -15,10 +15,13 @@ are then only look-ups:
   training folds' own main faces (then the conservative order);
 - best: the best training objective, no tie band.
 
-Levers (the planner copied from app/pipeline/assign.py and linkage.py with one change):
+Levers (base and join_known run the app's planner; the other join modes a copy of it with
+their extra rules):
 - base: the planner as it is;
 - join_known: a face or new group joins a person known before this run at JOIN (lower
-  than LINK_THRESHOLD), and a FaceNet match is confirmed at JOIN; first runs unchanged;
+  than LINK_THRESHOLD; LINK_JOIN_THRESHOLD in the app), and a FaceNet match is confirmed
+  at JOIN; first runs unchanged. The app's leftover rule (faces left alone before keep
+  LINK_THRESHOLD) is not applied here;
 - join_large: also, inside a run, a fragment smaller than the minimum size joins a group
   of at least the minimum size at JOIN;
 - join_group: also, inside a run, any merge where the larger side has at least the
@@ -51,8 +54,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from app.pipeline.assign import Faces as PlanFaces  # noqa: E402
 from app.pipeline.assign import Plan, _confirmed  # noqa: E402
+from app.pipeline.assign import plan_linkage as app_plan_linkage  # noqa: E402
 from app.pipeline.linkage import LinkageParams, Seeds, _root  # noqa: E402
-from app.pipeline.linkage import cluster as app_cluster  # noqa: E402
 from app.pipeline.match import Known, match_faces, top_k  # noqa: E402
 from app.services import crossval  # noqa: E402
 from app.services.assign import NEAR_MARGIN, NEAR_NEIGHBOURS  # noqa: E402
@@ -74,9 +77,8 @@ class Lever:
 
 def cluster(vectors: np.ndarray, media_ids: np.ndarray, seeds: Seeds, p: LinkageParams, lever: Lever
             ) -> tuple[np.ndarray, np.ndarray]:
-    """app.pipeline.linkage.cluster with the join bound (identical when lever.join is None)."""
-    if lever.join is None:
-        return app_cluster(vectors, media_ids, seeds, p)
+    """app.pipeline.linkage.cluster with the join modes "large" and "group" (plan_linkage
+    sends base and join_known to the app's own planner)."""
     n, m = vectors.shape[0], seeds.counts.size
     if n == 0:
         return np.zeros(0, np.int64), np.arange(m)
@@ -174,7 +176,10 @@ def cluster(vectors: np.ndarray, media_ids: np.ndarray, seeds: Seeds, p: Linkage
 
 def plan_linkage(new: PlanFaces, known: PlanFaces, threshold: float, params: LinkageParams, min_size: int,
                  free: set[int] | frozenset[int], lever: Lever) -> Plan:
-    """app.pipeline.assign.plan_linkage, the match confirmed at the join bound."""
+    """The app's planner for `base` and `join_known` (LinkageParams.join_threshold, the
+    leftover rule not applied); the copy with the extra join rules for the other modes."""
+    if lever.join is None or lever.mode == "known":
+        return app_plan_linkage(new, known, threshold, replace(params, join_threshold=lever.join), min_size, free)
     result = Plan()
     matched = match_faces(new.match_vectors, new.media_ids,
                           Known(known.match_vectors, known.person_ids, known.media_ids), threshold)
