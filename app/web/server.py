@@ -71,7 +71,7 @@ def create_app(settings: Settings, sessions: sessionmaker[Session]) -> Starlette
         response = templates.TemplateResponse(request, name, {
             "csrf": guard.csrf_for(request.state.sid), "flash": message, "path": request.url.path,
             "full_path": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
-            "login_required": guard.login_required, **context}, status_code=status)
+            **context}, status_code=status)
         if flash:
             response.delete_cookie(FLASH_COOKIE)
         return response
