@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 ok, 1 some items failed, 2 usage/configuration/database error. "
         "Settings come from the environment and .env (see .env.example).",
     )
-    modes = p.add_mutually_exclusive_group(required=True)
+    modes = p.add_mutually_exclusive_group()  # one of them, or --persons alone (see _mode)
     modes.add_argument("--test", metavar="IMAGE", type=Path,
                        help="detect faces in one image file, no database; print them and write an annotated copy")
     modes.add_argument("--db", action="store_true",
@@ -72,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run the whole pipeline on a labelled folder (one sub-folder per identity) "
                        "in a fresh temporary database and print detection, embedding and clustering scores")
     cli_persons.add_arguments(p, modes)
+    modes.add_argument("--export", metavar="DIR", type=Path,
+                       help="write every visible person to DIR: face chips with metadata JSON, photos, best "
+                       "photos, contact sheets, summary.json, index.html; again later updates only what changed")
+    p.add_argument("--copy", action="store_true", help="with --export: copy the photos instead of linking them")
+    p.add_argument("--link", action="store_true", help="with --export: link the photos (the default)")
     modes.add_argument("--serve", action="store_true",
                        help="serve the review page (persons, faces, history) on --host:--port until stopped")
     p.add_argument("--host", default="127.0.0.1",
@@ -360,6 +365,25 @@ def run_serve(settings: Settings, args: argparse.Namespace) -> int:
         ctx.engine.dispose()
 
 
+def run_export(settings: Settings, args: argparse.Namespace) -> int:
+    from app.services.export import export
+
+    if args.copy and args.link:
+        raise UsageError("--export: give --copy or --link, not both")
+    ctx = _connect(settings)
+    try:
+        r = export(ctx.sessions, settings, args.export.expanduser(), args.persons or None, copy=args.copy)
+    finally:
+        ctx.engine.dispose()
+    s = r.sync
+    print(f"exported {r.persons} persons ({r.faces} faces) and {r.noise} faces without a person from "
+          f"{r.photos} photos to {args.export}: {s.kept} files unchanged, {len(s.written)} written, "
+          f"{len(s.moved)} moved, {len(s.deleted)} deleted, {len(s.failed)} failed in {r.seconds:.1f} s")
+    for path, reason in s.failed[:10]:
+        print(f"  not written: {path}: {reason}")
+    return EXIT_FAILED if s.failed else EXIT_OK
+
+
 MODES: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "ingest": run_ingest,
     "status": run_status,
@@ -373,6 +397,7 @@ MODES: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "automate": run_automate,
     "evaluate": run_evaluate,
     "serve": run_serve,
+    "export": run_export,
 }
 for _name in cli_persons.MODE_NAMES:
     MODES[_name] = (lambda name: lambda settings, args: cli_persons.run(_connect, settings, args, name))(_name)
@@ -380,21 +405,29 @@ READ_ONLY = ("status", "test", "persons", "person", "history")
 
 
 def _mode(args: argparse.Namespace) -> str:
-    for name in MODES:
-        value = getattr(args, name)
-        if value not in (None, False):
-            return name
-    raise AssertionError("argparse guarantees one mode")
+    """The one mode given. --persons is a mode alone and a filter with --export."""
+    given = [name for name in MODES if name != "persons" and getattr(args, name) not in (None, False)]
+    if given:  # argparse allows at most one of them
+        if args.persons is not None and given[0] != "export":
+            raise UsageError(f"--persons cannot be combined with --{given[0].replace('_', '-')}")
+        return given[0]
+    if args.persons is not None:
+        return "persons"
+    raise UsageError("give one mode: --all, --db, --recognize, --persons, --export, --serve, ... (see --help)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)  # exits 2 on bad usage
+    parser = build_parser()
+    args = parser.parse_args(argv)  # exits 2 on bad usage
+    try:
+        mode = _mode(args)
+    except UsageError as exc:
+        parser.error(str(exc))  # exits 2, like argparse's own errors
     try:
         settings = load_settings(database_url=args.database_url)
     except SettingsError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return exc.exit_code
-    mode = _mode(args)
     setup_logging(settings, to_files=mode not in READ_ONLY)
     try:
         return MODES[mode](settings, args)

@@ -26,8 +26,9 @@ def face_ids(text: str) -> list[int]:
 
 
 def add_arguments(p: argparse.ArgumentParser, modes) -> None:
-    modes.add_argument("--persons", action="store_true",
-                       help="list persons, largest first (hidden ones only with --all-persons)")
+    p.add_argument("--persons", metavar="ID", type=int, nargs="*",
+                   help="list persons, largest first (hidden ones only with --all-persons), or only the "
+                   "ones given; with --export: export only these persons")
     modes.add_argument("--person", metavar="ID", type=int, help="show one person and its faces")
     modes.add_argument("--rename", metavar=("ID", "NAME"), nargs=2,
                        help="name a person (a named person is never changed by the worker)")
@@ -88,7 +89,8 @@ def run(ctx_factory, settings: Settings, args: argparse.Namespace, mode: str) ->
     ctx = ctx_factory(settings)
     sessions = ctx.sessions
     if mode == "persons":
-        found = persons.list_persons(sessions, include_hidden=args.all_persons)
+        found = persons.list_persons(sessions, include_hidden=args.all_persons or bool(args.persons),
+                                     person_ids=args.persons or None)
         if args.json:
             _json([asdict(p) for p in found])
             return EXIT_OK

@@ -6,6 +6,7 @@ lists the same names; `tests/unit/test_config.py` checks the two agree.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -70,6 +71,10 @@ class Settings:
     # by a sweep at the end of each detection run, looking at about this many files per
     # run and resuming where it stopped, so its cost stays bounded on any library.
     thumbnail_sweep_files: int = 5000
+    # Device id for photos whose EXIF names no camera: the first match of this regular
+    # expression in the file name (its first group when it has one), e.g.
+    # (AXIS-[A-Z0-9]+) finds AXIS-W120 in AXIS-W120_2024-01-15.jpg. Empty: none.
+    device_id_pattern: str | None = None
     # onnxruntime threads for the models; 0 = one per physical core.
     model_threads: int = 0
     # The embedding whose vectors decide persons: sface (SFace, ArcFace family, 128-d, from
@@ -162,6 +167,19 @@ class Settings:
     automate_interval_minutes: float = 3.0
     # Identifies this process in MediaItems.LockedBy.
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    # Best photos of a person (seed 004): how many, chosen best score first, skipping a
+    # photo too like one already chosen: its face's embedding closer than
+    # BEST_MAX_SIMILARITY (cosine) to a chosen face's, or taken the same day with
+    # near-identical framing (face boxes, as shares of the photo, overlapping by at least
+    # BEST_SAME_DAY_IOU).
+    best_n: int = 10
+    best_max_similarity: float = 0.95
+    best_same_day_iou: float = 0.8
+    # --export: face chip side in pixels and margin around the box (share of its size),
+    # and the "author" field of each chip's metadata.
+    export_chip_size: int = 160
+    export_chip_margin: float = 0.2
+    export_author: str = "facegroup"
     # --serve: the review page's login token. Required to bind anything but a loopback
     # address; when set, every page asks for it once (then a cookie). Never logged.
     web_token: str | None = field(default=None, repr=False)
@@ -225,6 +243,14 @@ def _choice(*options: str) -> Callable[[str], str]:
     return parse
 
 
+def _regex(text: str) -> str:
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from None
+    return text
+
+
 def _nonempty(text: str) -> str:
     if not text.strip():
         raise ValueError("must not be empty")
@@ -247,6 +273,7 @@ ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "THUMBNAIL_SIZE": ("thumbnail_size", _positive_int),
     "THUMBNAIL_MARGIN": ("thumbnail_margin", _fraction),
     "THUMBNAIL_SWEEP_FILES": ("thumbnail_sweep_files", _positive_int),
+    "DEVICE_ID_PATTERN": ("device_id_pattern", _regex),
     "MODEL_THREADS": ("model_threads", _non_negative_int),
     "EMBEDDER": ("embedder", _choice(*EMBEDDERS)),
     "FACENET": ("facenet", _choice(*FACENETS)),
@@ -281,6 +308,12 @@ ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "WATCH_INTERVAL_SECONDS": ("watch_interval_seconds", _positive_float),
     "AUTOMATE_INTERVAL_MINUTES": ("automate_interval_minutes", _positive_float),
     "WORKER_ID": ("worker_id", _nonempty),
+    "BEST_N": ("best_n", _positive_int),
+    "BEST_MAX_SIMILARITY": ("best_max_similarity", _cosine),
+    "BEST_SAME_DAY_IOU": ("best_same_day_iou", _fraction),
+    "EXPORT_CHIP_SIZE": ("export_chip_size", _number(int, 16, 2048)),
+    "EXPORT_CHIP_MARGIN": ("export_chip_margin", _number(float, 0, 2)),
+    "EXPORT_AUTHOR": ("export_author", _nonempty),
     "WEB_TOKEN": ("web_token", _nonempty),
 }
 URL_NAMES = ("DATABASE_URL", "SQL_CONNECTION_STRING")  # the second is the original manual's name

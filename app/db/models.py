@@ -114,6 +114,11 @@ class Persons(Base):
     # A stranger the user does not want listed: kept, and still collects its new faces, so
     # the same stranger never comes back as a new person.
     IsHidden: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
+    # The face apps show for this person: the best-scored face (Faces.Quality), kept up to
+    # date by the worker until a user picks one (CoverByUser); a face no longer of this
+    # person is replaced whoever picked it. No foreign key: Faces already points here.
+    CoverFaceId: Mapped[int | None] = mapped_column(Integer)
+    CoverByUser: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
     CreatedAt: Mapped[datetime] = _created()
     ModifiedAt: Mapped[datetime] = _modified()
 
@@ -128,6 +133,10 @@ class Faces(Base):
         Index(
             "ix_Faces_Embedding2_pending", "IsUsable", "MediaFileId",
             postgresql_where=text('"Embedding2" IS NULL'), sqlite_where=text('"Embedding2" IS NULL'),
+        ),
+        Index(
+            "ix_Faces_Quality_missing", "Id",
+            postgresql_where=text('"Quality" IS NULL'), sqlite_where=text('"Quality" IS NULL'),
         ),
     )
 
@@ -160,6 +169,9 @@ class Faces(Base):
     ThumbnailPath: Mapped[str | None] = mapped_column(String(500))
     # Variance of the Laplacian of the face crop: low means blurred.
     Blur: Mapped[float | None] = mapped_column(Float)
+    # "A good photo of this person", 0..1, from sharpness, size, exposure, pose and the
+    # detector's score (app/pipeline/face_score.py; README, "Face quality score").
+    Quality: Mapped[float | None] = mapped_column(Float)
     # False when the face failed a quality gate: kept for display, never clustered.
     IsUsable: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=true())
     AssignedBy: Mapped[str | None] = mapped_column(String(16))
@@ -176,6 +188,29 @@ class Faces(Base):
 WHO_USER = "user"
 WHO_WORKER = "worker"
 WHO_RECLUSTER = "recluster"  # AssignmentLog: an automatic assignment cleared by --recluster
+
+
+class MediaMeta(Base):
+    """What the photo says about itself, read from its EXIF at detection (no second
+    decode). Every field may be null: no EXIF, or a broken field (Problems says which)."""
+
+    __tablename__ = "MediaMeta"
+
+    MediaFileId: Mapped[int] = mapped_column(ForeignKey("MediaFile.Id", ondelete="CASCADE"), primary_key=True)
+    Width: Mapped[int | None] = mapped_column(Integer)  # after EXIF orientation
+    Height: Mapped[int | None] = mapped_column(Integer)
+    # ISO 8601 as the camera wrote it: with its UTC offset when the photo gives one
+    # (OffsetTimeOriginal), else the camera clock's local time without an offset.
+    TakenAt: Mapped[str | None] = mapped_column(String(32))
+    CameraMake: Mapped[str | None] = mapped_column(String(100))
+    CameraModel: Mapped[str | None] = mapped_column(String(100))
+    Latitude: Mapped[float | None] = mapped_column(Float)
+    Longitude: Mapped[float | None] = mapped_column(Float)
+    Altitude: Mapped[float | None] = mapped_column(Float)  # metres above sea level
+    Orientation: Mapped[int | None] = mapped_column(Integer)  # EXIF 1..8
+    DeviceId: Mapped[str | None] = mapped_column(String(200))
+    Problems: Mapped[str | None] = mapped_column(Text)  # EXIF fields that could not be read
+    CreatedAt: Mapped[datetime] = _created()
 
 
 class Operations(Base):

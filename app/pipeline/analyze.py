@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.inference.detector import Detector
-from app.pipeline import resize
+from app.pipeline import face_score, resize
 from app.pipeline.faces import square_crop
 from app.types import DetectedFace
 from app.pipeline.quality import Gates, is_usable, laplacian_variance
@@ -33,15 +33,16 @@ class FoundFace:
     blur: float
     usable: bool
     thumbnail: bytes
+    quality: float | None = None  # app/pipeline/face_score.py
 
 
-def blur_of(image: np.ndarray, face: DetectedFace) -> float:
+def face_pixels(image: np.ndarray, face: DetectedFace) -> np.ndarray:
+    """The face box (no margin), resized to BLUR_CROP_PX square: what blur and exposure measure."""
     from PIL import Image
 
     crop = square_crop(image, face.box, margin=0.0)
-    small = np.asarray(Image.fromarray(crop).resize((BLUR_CROP_PX, BLUR_CROP_PX), Image.Resampling.BILINEAR,
-                                                    reducing_gap=3.0))
-    return laplacian_variance(small)
+    return np.asarray(Image.fromarray(crop).resize((BLUR_CROP_PX, BLUR_CROP_PX), Image.Resampling.BILINEAR,
+                                                   reducing_gap=3.0))
 
 
 def detect_in_image(image: np.ndarray, detector: Detector, opts: AnalyzeOptions) -> list[DetectedFace]:
@@ -62,7 +63,8 @@ def analyze_image(image: np.ndarray, detector: Detector, opts: AnalyzeOptions,
     to_full = resize.Scale(w / ow, h / oh, ow, oh)
     found = []
     for face in detect_in_image(image, detector, opts):
-        blur = blur_of(image, face)
+        pixels = face_pixels(image, face)
+        blur = laplacian_variance(pixels)
         full = resize.to_original(face, to_full) if (ow, oh) != (w, h) else face
         found.append(
             FoundFace(
@@ -70,6 +72,7 @@ def analyze_image(image: np.ndarray, detector: Detector, opts: AnalyzeOptions,
                 blur=blur,
                 usable=is_usable(full, blur, opts.gates),
                 thumbnail=thumbnail_jpeg(image, face.box, opts.thumbnail_size, opts.thumbnail_margin),
+                quality=face_score.score(full, blur, pixels),
             )
         )
     return found

@@ -6,12 +6,19 @@ header, before any pixel is decoded, so a decompression bomb costs nothing.
 """
 from __future__ import annotations
 
+import logging
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from app.pipeline import photo_meta
+from app.pipeline.photo_meta import PhotoMeta
+
+log = logging.getLogger("app.detection")
 
 
 class DecodeError(Exception):
@@ -34,6 +41,8 @@ class Decoded:
     # at reduced scale.
     width: int
     height: int
+    # EXIF facts (taken at, camera, GPS, ...) read while the file was open
+    meta: PhotoMeta | None = None
 
 
 # EXIF orientations that turn the picture by 90 degrees (width and height swap).
@@ -44,10 +53,20 @@ def load_rgb(path: Path, max_pixels: int) -> np.ndarray:
     return load(path, max_pixels).rgb
 
 
-def load(path: Path, max_pixels: int, at_least: int | None = None) -> Decoded:
+def _exif(img: Image.Image, path: Path) -> tuple[Image.Exif | None, str | None]:
+    """The EXIF block, or None and why: broken EXIF never fails the image."""
+    try:
+        return img.getexif(), None
+    except Exception as exc:  # noqa: BLE001 - any parser error in a corrupt block
+        return None, f"EXIF unreadable: {type(exc).__name__}: {exc}"
+
+
+def load(path: Path, max_pixels: int, at_least: int | None = None,
+         device_pattern: re.Pattern[str] | None = None) -> Decoded:
     """Decode an image. With `at_least`, a JPEG is decoded directly at 1/2, 1/4 or 1/8
     scale when its longest side stays at or above that (several times faster on camera
-    photos); `width` and `height` are always the original's."""
+    photos); `width` and `height` are always the original's. `meta` holds what its EXIF
+    says (app/pipeline/photo_meta.py); unreadable fields are logged and left out."""
     if not path.exists():
         if path.is_symlink():  # its target is missing, or the links loop
             raise DecodeError(f"file not found: broken symbolic link (target missing or a loop): {path}")
@@ -69,13 +88,19 @@ def load(path: Path, max_pixels: int, at_least: int | None = None) -> Decoded:
                     )
                 if w == 0 or h == 0:
                     raise DecodeError(f"image has no pixels: {w}x{h}", permanent=True)
-                turned = img.getexif().get(0x0112) in _SWAPPING
+                exif, problem = _exif(img, path)
+                turned = exif is not None and exif.get(0x0112) in _SWAPPING
+                ow, oh = (h, w) if turned else (w, h)
+                meta = photo_meta.read(exif, ow, oh, path.name, device_pattern)
+                problems = ([problem] if problem else []) + meta.problems
+                if problems:
+                    log.warning("%s: EXIF fields left out: %s", path, "; ".join(problems))
+                    meta.problems[:] = problems
                 if at_least and img.format == "JPEG" and max(w, h) >= 2 * at_least:
                     img.draft("RGB", (max(1, w * at_least // max(w, h)), max(1, h * at_least // max(w, h))))
                 img.load()
-                rgb = to_rgb_array(ImageOps.exif_transpose(img))
-                ow, oh = (h, w) if turned else (w, h)
-                return Decoded(rgb, ow, oh)
+                rgb = to_rgb_array(ImageOps.exif_transpose(img) if exif is not None else img)
+                return Decoded(rgb, ow, oh, meta)
     except DecodeError:
         raise
     except UnidentifiedImageError:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import ASSIGNED_USER, Faces
@@ -34,6 +34,7 @@ class NewFace:
     embedding_model: str | None = None
     embedding2: bytes | None = None
     embedding2_model: str | None = None
+    quality: float | None = None
 
 
 def set_by_user(assigned_by: str | None, person_id: int | None) -> bool:
@@ -90,6 +91,7 @@ def insert_faces(session: Session, faces: Sequence[NewFace]) -> list[int]:
                 "Confidence": f.confidence,
                 "Landmarks": f.landmarks,
                 "Blur": f.blur,
+                "Quality": f.quality,
                 "IsUsable": f.is_usable,
                 "ThumbnailPath": f.thumbnail_path,
                 "Embedding": f.embedding,
@@ -101,3 +103,30 @@ def insert_faces(session: Session, faces: Sequence[NewFace]) -> list[int]:
         ],
     ).all()
     return [r[0] for r in rows]
+
+
+# --- quality scores ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Unscored:
+    face_id: int
+    bounding_box: str | None
+    landmarks: str | None
+    confidence: float | None
+    blur: float | None
+    thumbnail_path: str | None
+
+
+def unscored_faces(session: Session, after_id: int, limit: int) -> list[Unscored]:
+    """Faces without a quality score (stored before scores existed), in id order."""
+    rows = session.execute(
+        select(Faces.Id, Faces.BoundingBox, Faces.Landmarks, Faces.Confidence, Faces.Blur, Faces.ThumbnailPath)
+        .where(Faces.Quality.is_(None), Faces.Id > after_id).order_by(Faces.Id).limit(limit)
+    ).all()
+    return [Unscored(*r) for r in rows]
+
+
+def set_quality(session: Session, scores: Sequence[tuple[int, float]]) -> None:
+    if scores:
+        session.execute(update(FACES).where(FACES.c.Id == bindparam("fid")).values(Quality=bindparam("q")),
+                        [{"fid": f, "q": q} for f, q in scores])

@@ -5,10 +5,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Sequence
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from app.db.models import STATUS_DONE, MediaFile, MediaItems
+from app.db.models import STATUS_DONE, MediaFile, MediaItems, MediaMeta
+from app.pipeline.photo_meta import PhotoMeta
+from app.repositories.ids import chunks
 
 
 @dataclass(frozen=True)
@@ -82,3 +84,21 @@ def mark_done(session: Session, done: Sequence[tuple[int, int]], now: datetime) 
             ),
             [{"item_id": i, "faces": n} for i, n in done],
         )
+
+
+def store_meta(session: Session, metas: dict[int, PhotoMeta]) -> None:
+    """media file id -> what its EXIF says; replaces the row a previous detection wrote."""
+    ids = list(metas)
+    for chunk in chunks(ids):
+        session.execute(delete(MediaMeta).where(MediaMeta.MediaFileId.in_(chunk)))
+    if not metas:
+        return
+    session.execute(insert(MediaMeta), [
+        {"MediaFileId": i, "Width": m.width, "Height": m.height,
+         "TakenAt": m.taken_at.isoformat() if m.taken_at else None,
+         "CameraMake": m.camera_make, "CameraModel": m.camera_model,
+         "Latitude": m.latitude, "Longitude": m.longitude, "Altitude": m.altitude,
+         "Orientation": m.orientation, "DeviceId": m.device_id,
+         "Problems": "; ".join(m.problems)[:2000] or None}
+        for i, m in metas.items()
+    ])

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Iterable, Sequence
 
 import numpy as np
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, case, delete, exists, false, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import Faces, MediaFile, Persons
@@ -162,7 +162,7 @@ class PersonSummary:
     photos: int
     hidden: bool
     automatic: bool
-    cover: str | None  # thumbnail path of the most confident face
+    cover: str | None  # thumbnail path of the cover face (Persons.CoverFaceId, else the best face)
     first_seen: datetime | None  # MediaFile.CreatedAt, earliest and latest
     last_seen: datetime | None
     cover_face: int | None = None  # the face whose thumbnail is the cover
@@ -195,8 +195,7 @@ def list_persons(session: Session, include_hidden: bool = False, limit: int | No
                  person_ids: Sequence[int] | None = None, show: str | None = None,
                  unnamed_first: bool = False) -> list[PersonSummary]:
     """Largest first (then by id); with `unnamed_first`, persons without a name first.
-    `show` (SHOWS) overrides `include_hidden`. The cover (the most confident face with a
-    thumbnail) is looked up for the listed persons only, so a page of a large library
+    `show` (SHOWS) overrides `include_hidden`. The cover (see _covers) is looked up for the listed persons only, so a page of a large library
     costs one grouped count and a page's worth of covers."""
     stats = (
         select(Faces.PersonId.label("pid"), func.count(Faces.Id).label("faces"),
@@ -227,14 +226,49 @@ def list_persons(session: Session, include_hidden: bool = False, limit: int | No
                           covers[r[0]][0] if r[0] in covers else None) for r in rows]
 
 
+# --- covers ------------------------------------------------------------------------------
+
+def cover_order():
+    """Best cover first: usable, then highest Quality (unscored last), then most confident."""
+    return (Faces.IsUsable.desc(), Faces.Quality.desc().nulls_last(), Faces.Confidence.desc(), Faces.Id)
+
+
+def refresh_covers(session: Session, person_ids: Iterable[int]) -> None:
+    """Persons.CoverFaceId = the best face, for these persons, unless a user chose a cover
+    that is still one of the person's faces. Rows already right are not written."""
+    for chunk in chunks(sorted({p for p in person_ids if p is not None})):
+        best = (select(Faces.Id).where(Faces.PersonId == Persons.Id).order_by(*cover_order())
+                .limit(1).scalar_subquery())
+        still_theirs = exists().where(Faces.Id == Persons.CoverFaceId, Faces.PersonId == Persons.Id)
+        keep_users = Persons.CoverByUser.is_(True) & still_theirs
+        session.execute(
+            update(Persons)
+            .where(Persons.Id.in_(chunk), ~keep_users,
+                   or_(Persons.CoverFaceId.is_distinct_from(best), Persons.CoverByUser.is_(True)))
+            .values(CoverFaceId=best, CoverByUser=false())
+            .execution_options(synchronize_session=False)
+        )
+
+
+def set_cover(session: Session, person_id: int, face_id: int | None) -> None:
+    """A user's cover (None: back to the worker's choice, the best face)."""
+    session.execute(update(Persons).where(Persons.Id == person_id)
+                    .values(CoverFaceId=face_id, CoverByUser=face_id is not None))
+    if face_id is None:
+        refresh_covers(session, [person_id])
+
+
 def _covers(session: Session, person_ids: Sequence[int]) -> dict[int, tuple[int, str]]:
-    """Person id -> (face id, thumbnail path) of its cover."""
+    """Person id -> (face id, thumbnail path) of its cover: Persons.CoverFaceId while it is
+    one of its faces, else its best face (cover_order)."""
     out: dict[int, tuple[int, str]] = {}
     for chunk in chunks(person_ids):
+        chosen = case((Faces.Id == Persons.CoverFaceId, 0), else_=1)
         ranked = (
             select(Faces.PersonId.label("pid"), Faces.Id.label("fid"), Faces.ThumbnailPath.label("thumb"),
                    func.row_number().over(partition_by=Faces.PersonId,
-                                          order_by=(Faces.Confidence.desc(), Faces.Id)).label("rank"))
+                                          order_by=(chosen, *cover_order())).label("rank"))
+            .join(Persons, Persons.Id == Faces.PersonId)
             .where(Faces.PersonId.in_(chunk), Faces.ThumbnailPath.is_not(None)).subquery()
         )
         for pid, fid, thumb in session.execute(select(ranked.c.pid, ranked.c.fid, ranked.c.thumb)

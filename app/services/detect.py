@@ -10,6 +10,7 @@ the commit. Each step is timed.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,7 @@ from app.inference.detector import Detector
 from app.pipeline.encode import FaceEncoder, Prepared, Vectors
 from app.pipeline.analyze import AnalyzeOptions, FoundFace, analyze_image
 from app.pipeline.decode import DecodeError, Decoded, load
+from app.pipeline.photo_meta import PhotoMeta
 from app.pipeline.quality import Gates
 from app.pipeline.reconcile import reconcile
 from app.repositories import faces as faces_repo
@@ -94,6 +96,7 @@ class Detection:
 class ItemResult:
     item: media_repo.ClaimedItem
     faces: list[Detection]
+    meta: PhotoMeta | None = None
 
 
 def embedding_crops(decoded: Decoded, found: list[FoundFace], encoder: FaceEncoder, min_px: int
@@ -111,8 +114,8 @@ def embedding_crops(decoded: Decoded, found: list[FoundFace], encoder: FaceEncod
     return crops
 
 
-def _prefetch(items: list[media_repo.ClaimedItem], max_pixels: int, max_side: int, depth: int = 2
-              ) -> Iterator[tuple[media_repo.ClaimedItem, Callable[[], Decoded]]]:
+def _prefetch(items: list[media_repo.ClaimedItem], max_pixels: int, max_side: int, depth: int = 2,
+              device_pattern: re.Pattern[str] | None = None) -> Iterator[tuple[media_repo.ClaimedItem, Callable[[], Decoded]]]:
     """Decode the next images in a background thread while the model runs on this one.
 
     Yields (item, get_image); get_image re-raises the decoding error, if any. At most
@@ -126,7 +129,8 @@ def _prefetch(items: list[media_repo.ClaimedItem], max_pixels: int, max_side: in
         item = next(upcoming, None)
         if item is not None:
             # JPEGs are decoded at the smallest scale still at least as large as detection uses
-            pending.append((item, pool.submit(load, Path(item.file_path), max_pixels, max_side)))
+            pending.append((item, pool.submit(load, Path(item.file_path), max_pixels, max_side,
+                                                   device_pattern)))
 
     try:
         for _ in range(depth + 1):
@@ -151,6 +155,7 @@ class DetectionStage:
         self.encoder = encoder if settings.embed_at_detection_min_px > 0 else None
         self.settings = settings
         self.opts = analyze_options(settings)
+        self.device_pattern = re.compile(settings.device_id_pattern) if settings.device_id_pattern else None
         self.paths: dict[int, str] = {}
         self.obsolete: dict[int, list[str | None]] = {}  # item id -> files to delete once committed
         self.timings: dict[str, float] = {}
@@ -195,7 +200,8 @@ class DetectionStage:
         crops: list = [None] * len(found)
         if self.encoder is not None:
             crops = embedding_crops(decoded, found, self.encoder, self.settings.embed_at_detection_min_px)
-        return ItemResult(item, [Detection(f, path, crop) for f, path, crop in zip(found, files, crops)])
+        return ItemResult(item, [Detection(f, path, crop) for f, path, crop in zip(found, files, crops)],
+                          decoded.meta)
 
     def _embed(self, results: list[ItemResult]) -> None:
         todo = [d for r in results for d in r.faces if d.crop is not None]
@@ -215,7 +221,8 @@ class DetectionStage:
     def work(self, items, stop: StopFlag | None):
         results: list[ItemResult] = []
         problems: list[Problem] = []
-        for item, get_image in _prefetch(items, self.opts.max_pixels, self.opts.max_side):
+        for item, get_image in _prefetch(items, self.opts.max_pixels, self.opts.max_side,
+                                          device_pattern=self.device_pattern):
             if stop is not None and stop.is_set():
                 break
             outcome = self._analyze(item, get_image)
@@ -237,7 +244,7 @@ class DetectionStage:
                 faces_repo.NewFace(
                     media_file_id=r.item.media_file_id, bounding_box=d.found.face.box.to_json(),
                     confidence=d.found.face.score, landmarks=d.found.face.landmarks_json(), blur=d.found.blur,
-                    is_usable=d.found.usable, thumbnail_path=d.thumbnail,
+                    is_usable=d.found.usable, thumbnail_path=d.thumbnail, quality=d.found.quality,
                     embedding=d.vectors.embedding if d.vectors else None,
                     embedding_model=self.encoder.model if d.vectors else None,
                     embedding2=d.vectors.embedding2 if d.vectors else None,
@@ -248,6 +255,7 @@ class DetectionStage:
             done.append((r.item.item_id, len(plan.keep) + len(plan.insert)))
         faces_repo.delete_faces(session, doomed)
         faces_repo.insert_faces(session, new)
+        media_repo.store_meta(session, {r.item.media_file_id: r.meta for r in results if r.meta is not None})
         media_repo.mark_done(session, done, utcnow())
         self._time("store", started)
 

@@ -133,6 +133,7 @@ class Change:
     def finish(self, kind: str, summary: str, undo_of: int | None = None, **result) -> OpResult:
         touched = {e.old_person for e in self.entries} | {e.new_person for e in self.entries}
         rrepo.touch_persons(self.session, [p for p in touched if p is not None])
+        prepo.refresh_covers(self.session, touched | set(self.created))
         after = prepo.person_rows(self.session, self.before)
         details = json.dumps({
             "persons_before": {str(k): v.to_json() if v else None for k, v in sorted(self.before.items())},

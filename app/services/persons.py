@@ -29,10 +29,12 @@ NAME_MAX = Persons.__table__.c.Name.type.length
 
 
 def list_persons(sessions: sessionmaker[Session], include_hidden: bool = False, limit: int | None = None,
-                 offset: int = 0, show: str | None = None, unnamed_first: bool = False) -> list[PersonSummary]:
+                 offset: int = 0, show: str | None = None, unnamed_first: bool = False,
+                 person_ids: Sequence[int] | None = None) -> list[PersonSummary]:
     """Largest first; hidden persons only when asked for (`show`: one of prepo.SHOWS)."""
     with sessions() as session:
-        return prepo.list_persons(session, include_hidden, limit, offset, show=show, unnamed_first=unnamed_first)
+        return prepo.list_persons(session, include_hidden, limit, offset, person_ids=person_ids, show=show,
+                                  unnamed_first=unnamed_first)
 
 
 def count_persons(sessions: sessionmaker[Session], show: str = "visible") -> int:
