@@ -44,6 +44,8 @@ def add_arguments(p: argparse.ArgumentParser, modes) -> None:
     modes.add_argument("--unhide", metavar="ID", type=int, help="show a hidden person in lists again")
     modes.add_argument("--delete-person", metavar="ID", type=int,
                        help="delete a person; its faces stay without a person and later runs leave them so")
+    modes.add_argument("--cover", metavar=("ID", "FACE_ID"), nargs=2,
+                       help="make a face the person's cover (apps show it); FACE_ID 'auto': the best-scored face")
     modes.add_argument("--history", action="store_true", help="list the latest operations and worker runs")
     modes.add_argument("--undo", metavar="OPERATION_ID", nargs="?", const=UNDO_LAST,
                        help="undo the latest user operation, or the given one")
@@ -59,7 +61,7 @@ def add_arguments(p: argparse.ArgumentParser, modes) -> None:
 
 
 MODE_NAMES = ("persons", "person", "rename", "merge", "move", "split", "reject", "hide", "unhide",
-              "delete_person", "history", "undo")
+              "delete_person", "history", "undo", "cover")
 
 
 def _when(value: datetime | None) -> str:
@@ -140,6 +142,13 @@ def run(ctx_factory, settings: Settings, args: argparse.Namespace, mode: str) ->
             print(f"operation {proposal.operation_id}: applied")
         elif len(proposal.groups) > 1:
             print("nothing changed; add --apply to create the new persons")
+        return EXIT_OK
+    if mode == "cover":
+        person_id, face = args.cover
+        face_id = None if face.strip().lower() == "auto" else _id(face, "--cover")
+        cover = persons.set_cover(sessions, _id(person_id, "--cover"), face_id)
+        print(f"person {person_id}: cover face {cover if cover is not None else '-'}"
+              + (" (chosen by you)" if face_id is not None else " (the best-scored face)"))
         return EXIT_OK
     result = _operate(sessions, args, mode)
     if args.json:

@@ -258,6 +258,10 @@ def set_cover(session: Session, person_id: int, face_id: int | None) -> None:
         refresh_covers(session, [person_id])
 
 
+def cover_of(session: Session, person_id: int) -> int | None:
+    return session.scalar(select(Persons.CoverFaceId).where(Persons.Id == person_id))
+
+
 def _covers(session: Session, person_ids: Sequence[int]) -> dict[int, tuple[int, str]]:
     """Person id -> (face id, thumbnail path) of its cover: Persons.CoverFaceId while it is
     one of its faces, else its best face (cover_order)."""

@@ -22,6 +22,7 @@ from app.db.models import ASSIGNED_USER, Persons
 from app.errors import RequestError
 from app.repositories import history as hrepo
 from app.repositories import persons as prepo
+from app.repositories import recognition as rrepo
 from app.repositories.persons import PersonFace, PersonSummary
 from app.services.person_change import OpResult, operation
 
@@ -187,3 +188,22 @@ def delete_person(sessions: sessionmaker[Session], person_id: int) -> OpResult:
         change.delete([person_id])
         return change.finish("delete-person", f"deleted person {_label(row)} ({len(states)} faces left "
                              "without a person)", person_id=person_id)
+
+
+def set_cover(sessions: sessionmaker[Session], person_id: int, face_id: int | None) -> int | None:
+    """The user's cover for a person: one of its faces, kept until the user picks another
+    or the face leaves the person; None gives the choice back to the worker (the best-
+    scored face). Returns the cover now. Not an operation of the history: nothing about
+    the persons' faces changes."""
+    with sessions.begin() as session:
+        rrepo.lock_assignment(session)
+        if person_id not in prepo.person_rows(session, [person_id]):
+            raise RequestError(f"no person with id {person_id}")
+        if face_id is not None:
+            state = prepo.face_states(session, [face_id]).get(face_id)
+            if state is None:
+                raise RequestError(f"no face with id {face_id}")
+            if state.person_id != person_id:
+                raise RequestError(f"face {face_id} is not a face of person {person_id}")
+        prepo.set_cover(session, person_id, face_id)
+        return prepo.cover_of(session, person_id)

@@ -102,8 +102,13 @@ class ExportTree:
                 raise UsageError(f"--export: cannot read {self.manifest_path}: {exc}") from None
 
     def _save(self, files: dict[str, str]) -> None:
-        text = json.dumps({"version": VERSION, "files": dict(sorted(files.items()))}, indent=0)
-        atomic_write(self.manifest_path, write_bytes(text.encode("utf-8")))
+        data = json.dumps({"version": VERSION, "files": dict(sorted(files.items()))}, indent=0).encode("utf-8")
+        try:
+            if self.manifest_path.read_bytes() == data:
+                return  # unchanged: a sync tool sees nothing
+        except OSError:
+            pass
+        atomic_write(self.manifest_path, write_bytes(data))
 
     def _remove_temporaries(self) -> None:
         for folder, _dirs, names in os.walk(self.root):

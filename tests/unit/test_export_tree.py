@@ -1,0 +1,147 @@
+"""The export folder: safe names, and a sync that writes, moves and deletes exactly what
+changed, never touches files it did not write, and survives a crash."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from app.errors import UsageError
+from app.pipeline import export_layout as layout
+from app.storage.export_tree import MANIFEST, TMP_SUFFIX, Entry, ExportTree, Skip, write_bytes
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "a/b\\c", "..", ".", "CON", "nul", "x\x00y\x07z\n",
+                                  "  spaced  out  ", "Zoë Ångström", "李小龙", "<script>alert(1)</script>",
+                                  "a" * 500, "", None, "///", "COM1.txt"])
+def test_person_folders_are_one_safe_name(name):
+    folder = layout.person_folder(42, name)
+    assert folder.startswith("person_42")
+    assert "/" not in folder and "\\" not in folder and ".." not in folder and "." not in folder
+    assert all(ch.isprintable() and ch not in '<>:"|?*' for ch in folder)
+    assert len(folder) <= len("person_42_") + layout.SLUG_MAX
+
+
+def test_slug_keeps_letters_of_any_script_and_ids_keep_names_apart():
+    assert layout.slug("Zoë Ångström") == "zoë-ångström"
+    assert layout.slug("李小龙") == "李小龙"
+    assert layout.person_folder(1, "Ann") != layout.person_folder(2, "Ann")
+    assert layout.person_folder(3, "../..") == "person_3"
+
+
+@pytest.mark.parametrize("name,expected", [("IMG 0001.JPG", "IMG_0001.JPG"), ("../x.jpg", "_x.jpg"),
+                                           (".hidden.jpg", "hidden.jpg"), ("a/b.jpg", "a_b.jpg")])
+def test_photo_file_names(name, expected):
+    assert layout.safe_file_name(name) == expected
+
+
+def test_long_file_names_keep_their_extension():
+    name = layout.safe_file_name("x" * 300 + ".jpeg")
+    assert name.endswith(".jpeg") and len(name) <= layout.FILE_NAME_MAX
+
+
+def test_index_html_escapes_names():
+    page = layout.index_html([{"id": 1, "name": "<b onload=x>&", "folder": "person_1_b-onload-x", "faces": 2,
+                               "photos": 2}], {"persons": 1, "faces": 2, "photos": 2, "noise": 0})
+    assert "<b onload" not in page and "&lt;b onload=x&gt;&amp;" in page
+
+
+def entries(files: dict[str, bytes], movable=()) -> dict[str, Entry]:
+    return {p: Entry(f"k:{d.decode()}", write_bytes(d), movable=p in movable) for p, d in files.items()}
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    out = {}
+    for folder, _dirs, names in os.walk(root):
+        for n in names:
+            p = Path(folder) / n
+            st = p.stat()
+            out[str(p.relative_to(root))] = (st.st_ino, st.st_mtime_ns)
+    return out
+
+
+def test_sync_writes_then_changes_only_what_changed(tmp_path):
+    root = tmp_path / "out"
+    first = {"p1/faces/a.jpg": b"A", "p1/faces/b.jpg": b"B", "p2/faces/c.jpg": b"C", "summary.json": b"1"}
+    r = ExportTree(root).sync(entries(first, movable={"p1/faces/a.jpg", "p1/faces/b.jpg", "p2/faces/c.jpg"}))
+    assert sorted(r.written) == sorted(first) and r.kept == 0
+    before = snapshot(root)
+
+    r = ExportTree(root).sync(entries(first))
+    assert r.changed == 0 and r.kept == 4
+    assert snapshot(root) == before
+
+    # b moves from p1 to p2, p1 keeps a, summary changes
+    second = {"p1/faces/a.jpg": b"A", "p2/faces/b.jpg": b"B", "p2/faces/c.jpg": b"C", "summary.json": b"2"}
+    r = ExportTree(root).sync(entries(second, movable=set(second)))
+    assert r.moved == [("p1/faces/b.jpg", "p2/faces/b.jpg")]
+    assert r.written == ["summary.json"] and r.deleted == []
+    after = snapshot(root)
+    assert after["p2/faces/b.jpg"][0] == before["p1/faces/b.jpg"][0]  # the same file, renamed
+    for same in ("p1/faces/a.jpg", "p2/faces/c.jpg"):
+        assert after[same] == before[same]
+
+    # p1 goes (hidden person): its folder is removed
+    third = {"p2/faces/b.jpg": b"B", "p2/faces/c.jpg": b"C", "summary.json": b"2"}
+    r = ExportTree(root).sync(entries(third))
+    assert r.deleted == ["p1/faces/a.jpg"] and not (root / "p1").exists()
+    assert json.loads((root / MANIFEST).read_text())["files"].keys() == third.keys()
+
+
+def test_files_the_export_did_not_write_are_never_deleted(tmp_path):
+    root = tmp_path / "out"
+    ExportTree(root).sync(entries({"p1/faces/a.jpg": b"A"}))
+    (root / "p1" / "notes.txt").write_text("mine")
+    ExportTree(root).sync({})
+    assert (root / "p1" / "notes.txt").read_text() == "mine"
+    assert not (root / "p1" / "faces").exists()
+
+
+def test_a_foreign_folder_is_refused(tmp_path):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "holiday.jpg").write_bytes(b"x")
+    with pytest.raises(UsageError, match="not empty"):
+        ExportTree(tmp_path / "photos")
+    ExportTree(tmp_path / "empty")  # a new folder is fine
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UsageError, match="not a folder"):
+        ExportTree(tmp_path / "file")
+
+
+def test_paths_outside_the_folder_are_refused(tmp_path):
+    for bad in ("../x", "/etc/x", "a/../../x", MANIFEST):
+        with pytest.raises(ValueError):
+            ExportTree(tmp_path / "out").sync({bad: Entry("k", write_bytes(b"x"))})
+
+
+def test_a_crash_mid_sync_leaves_no_temporaries_and_no_orphans(tmp_path):
+    root = tmp_path / "out"
+    ExportTree(root).sync(entries({"a.jpg": b"A"}))
+
+    def explode(path: Path) -> None:
+        path.write_bytes(b"half")
+        raise KeyboardInterrupt  # the process dies mid-write
+
+    with pytest.raises(KeyboardInterrupt):
+        ExportTree(root).sync({"a.jpg": Entry("k:A", write_bytes(b"A")), "b.jpg": Entry("k:B", explode),
+                               "c.jpg": Entry("k:C", write_bytes(b"C"))})
+    assert not any(n.endswith(TMP_SUFFIX) for n in os.listdir(root))
+    # the manifest named b and c before anything was written, so a sync that no longer
+    # wants them removes what the crashed one left
+    (root / "c.jpg").write_bytes(b"C")  # as if the crash came after c
+    r = ExportTree(root).sync(entries({"a.jpg": b"A"}))
+    assert r.kept == 1 and "c.jpg" in r.deleted and sorted(os.listdir(root)) == [MANIFEST, "a.jpg"]
+
+
+def test_a_file_that_cannot_be_made_is_reported_and_retried(tmp_path):
+    root = tmp_path / "out"
+
+    def missing(path: Path) -> None:
+        raise Skip("source file missing")
+
+    r = ExportTree(root).sync({"a.jpg": Entry("k:A", missing), "b.jpg": Entry("k:B", write_bytes(b"B"))})
+    assert r.failed == [("a.jpg", "source file missing")] and r.written == ["b.jpg"]
+    r = ExportTree(root).sync(entries({"a.jpg": b"A", "b.jpg": b"B"}))
+    assert r.written == ["a.jpg"] and r.kept == 1
