@@ -39,7 +39,7 @@ def _thumbnail_middle(path: str | None, margin: float) -> np.ndarray | None:
     return middle if middle.size else None
 
 
-def score_row(row: faces_repo.Unscored, thumbnail_margin: float) -> float:
+def parts_of_row(row: faces_repo.Unscored, thumbnail_margin: float) -> face_score.Parts:
     try:
         box = Box.from_json(row.bounding_box) if row.bounding_box else Box(0, 0, 0, 0)
     except (ValueError, KeyError, TypeError):
@@ -49,7 +49,11 @@ def score_row(row: faces_repo.Unscored, thumbnail_margin: float) -> float:
     except (ValueError, TypeError):
         points = ()
     face = DetectedFace(box, float(row.confidence or 0.0), points)
-    return face_score.score(face, row.blur, _thumbnail_middle(row.thumbnail_path, thumbnail_margin))
+    return face_score.parts(face, row.blur, _thumbnail_middle(row.thumbnail_path, thumbnail_margin))
+
+
+def score_row(row: faces_repo.Unscored, thumbnail_margin: float) -> float:
+    return parts_of_row(row, thumbnail_margin).total
 
 
 def fill_missing(sessions: sessionmaker[Session], settings: Settings) -> int:
