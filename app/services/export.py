@@ -25,19 +25,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.errors import RequestError
-from app.inference.names import FACENETS, model_name
-from app.pipeline import best as best_photos
 from app.pipeline import export_layout as layout
 from app.pipeline.decode import DecodeError, Decoded, load
 from app.pipeline.thumbnail import thumbnail_jpeg
 from app.repositories import export as erepo
 from app.repositories import persons as prepo
 from app.repositories.export import ExportFace
+from app.services import best_photos
 from app.services.scores import fill_missing
 from app.storage.export_tree import Entry, ExportTree, Skip, SyncReport, copy_of, write_bytes
 from app.types import Box
@@ -173,26 +171,6 @@ def _chip_info(face: ExportFace, folder: str, person_name: str | None, photos: _
                            source if when else None, face.device_id, gps, camera)
 
 
-def _candidates(faces: list[ExportFace], vectors: dict[int, np.ndarray]) -> list[best_photos.Candidate]:
-    out = []
-    for f in faces:
-        box = _box(f)
-        frame = (Box(box.x / f.width, box.y / f.height, box.w / f.width, box.h / f.height)
-                 if box and f.width and f.height else None)
-        # the same-day rule needs the day the photo was taken: a file's time says when it
-        # was copied, which is one day for a whole imported folder
-        day = f.taken_at[:10] if f.taken_at else None
-        out.append(best_photos.Candidate(f.face_id, f.media_file_id, f.quality or 0.0, day, frame,
-                                         vectors.get(f.face_id)))
-    return out
-
-
-def _vectors(session: Session, settings: Settings, person_id: int) -> dict[int, np.ndarray]:
-    ids, _media, vectors = prepo.person_vectors(session, person_id, model_name(settings.embedder),
-                                                settings.embedder not in FACENETS)
-    return {int(i): vectors[k] for k, i in enumerate(ids)}
-
-
 def export(sessions: sessionmaker[Session], settings: Settings, out_dir: Path,
            person_ids: Sequence[int] | None = None, copy: bool = False) -> ExportReport:
     started = time.perf_counter()
@@ -217,9 +195,7 @@ def export(sessions: sessionmaker[Session], settings: Settings, out_dir: Path,
             folder = layout.person_folder(person.id, person.name)
             faces = by_person.get(person.id, [])
             infos = {f.face_id: _chip_info(f, folder, person.name, photos) for f in faces}
-            chosen, _skipped = best_photos.choose(
-                _candidates(faces, _vectors(session, settings, person.id)), settings.best_n,
-                settings.best_max_similarity, settings.best_same_day_iou)
+            chosen = best_photos.choose(session, settings, person.id, faces)
             best_ids = {c.face_id for c in chosen}
             by_id = {f.face_id: f for f in faces}
             chips: dict[int, str] = {}

@@ -1,5 +1,5 @@
 """What the review page reads beside the person-management services: files by id, the
-unassigned faces with the persons nearest them, names for type-ahead, best faces.
+unassigned faces with the persons nearest them, names for type-ahead.
 
 Files are found by id only: a thumbnail is served only when its stored path lies under
 THUMBNAIL_SAVE_PATH, a photo only when it is a MediaFile row's path. No path that comes
@@ -17,7 +17,6 @@ from app.config import Settings
 from app.inference.names import FACENETS, model_name
 from app.pipeline.linkage import group_sums
 from app.repositories import review as rrepo
-from app.repositories.persons import PersonFace
 
 SUGGESTIONS = 3
 
@@ -49,20 +48,6 @@ def search_names(sessions: sessionmaker[Session], text: str, limit: int = 10) ->
         return []
     with sessions() as session:
         return rrepo.names_like(session, text, limit)
-
-
-def best_faces(faces: list[PersonFace], n: int) -> list[PersonFace]:
-    """The person's best faces until faces have a stored quality score: the most confident
-    detections, then the sharpest (Blur: higher is sharper), one per photo."""
-    ranked = sorted(faces, key=lambda f: (-(round(f.confidence or 0.0, 2)), -(f.blur or 0.0), f.face_id))
-    out, photos = [], set()
-    for f in ranked:
-        if f.media_file_id not in photos:
-            photos.add(f.media_file_id)
-            out.append(f)
-        if len(out) == n:
-            break
-    return out
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from app.config import Settings
 from app.errors import RequestError
 from app.repositories.persons import SHOWS
 from app.services import history as history_service
-from app.services import person_split, persons, review
+from app.services import best_photos, person_split, persons, review
 from app.db.types import utcnow
 from app.web.security import AUTH_COOKIE, SESSION_COOKIE, Guard, local_path
 
@@ -114,7 +114,7 @@ def create_app(settings: Settings, sessions: sessionmaker[Session]) -> Starlette
         except RequestError as exc:
             return page(request, "error.html", status=404, message=str(exc))
         return page(request, "person.html", p=detail.person, faces=detail.faces, rejected=detail.rejected,
-                    best=review.best_faces(detail.faces, BEST))
+                    best=best_photos.best_of(sessions, settings, person_id, BEST))
 
     def split_page(request: Request) -> Response:
         person_id = request.path_params["person_id"]
@@ -198,6 +198,17 @@ def create_app(settings: Settings, sessions: sessionmaker[Session]) -> Starlette
             return r.summary, None
         return await form_action(request, act)
 
+    async def cover(request: Request) -> Response:
+        pid = request.path_params["person_id"]
+
+        def act(f):
+            faces = _ids(f.getlist("face_id"), "face")
+            if len(faces) != 1:
+                raise RequestError("select exactly one face to make it the cover")
+            persons.set_cover(sessions, pid, faces[0])
+            return f"face {faces[0]} is now the cover of person {pid}", None
+        return await form_action(request, act)
+
     async def reject(request: Request) -> Response:
         def act(f):
             faces = _ids(f.getlist("face_id"), "face")
@@ -269,6 +280,7 @@ def create_app(settings: Settings, sessions: sessionmaker[Session]) -> Starlette
         Route("/persons/{person_id:int}/hide", hide, methods=["POST"]),
         Route("/persons/{person_id:int}/unhide", hide, methods=["POST"]),
         Route("/persons/{person_id:int}/delete", delete, methods=["POST"]),
+        Route("/persons/{person_id:int}/cover", cover, methods=["POST"]),
         Route("/persons/merge", merge, methods=["POST"]),
         Route("/faces/move", move, methods=["POST"]),
         Route("/faces/reject", reject, methods=["POST"]),

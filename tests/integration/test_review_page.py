@@ -168,6 +168,23 @@ def test_not_this_person_with_the_keyboard(site, page):
         assert s.scalar(select(FaceRejections.PersonId).where(FaceRejections.FaceId == face)) == pid
 
 
+def test_make_a_face_the_cover_and_see_the_best_photos(site, page):
+    pid = main_person(site.sessions, "Ari_Fleischer")
+    before = _person(site, pid)
+    assert before.CoverFaceId is not None and not before.CoverByUser  # the worker's choice: the best face
+    face = [f for f, p in faces_of_identity(site.sessions, "Ari_Fleischer") if p == pid and f != before.CoverFaceId][0]
+    page.goto(f"{site.url}/persons/{pid}")
+    assert page.locator(f".tile.face[data-id='{before.CoverFaceId}'] .cover-mark").count() == 1
+    assert page.locator(".tiles.best a").count() >= 2
+    page.click(f".tile.face[data-id='{face}'] label.pick")
+    page.click("#cover-button")
+    page.wait_for_selector("#flash.done")
+    after = _person(site, pid)
+    assert (after.CoverFaceId, after.CoverByUser) == (face, True)
+    page.goto(f"{site.url}/persons/{pid}")
+    assert page.locator(f".tile.face[data-id='{face}'] .cover-mark").count() == 1
+
+
 def test_hide_then_show_hidden(site, page):
     pid = main_person(site.sessions, "Abdullah_Gul")
     page.goto(f"{site.url}/persons/{pid}")
