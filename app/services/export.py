@@ -218,7 +218,7 @@ def export(sessions: sessionmaker[Session], settings: Settings, out_dir: Path,
                                   "score": round(c.score, 4), "timestamp": infos[f.face_id].timestamp})
             order = sorted(chips, key=lambda i: (i != person.cover_face, -(by_id[i].quality or 0.0), i))
             plan.sheets.append((f"{folder}/{layout.SHEET}", [chips[i] for i in order]))
-            times = sorted(t for t in (i.timestamp for i in infos.values()) if t)
+            times = sorted((t for t in (i.timestamp for i in infos.values()) if t), key=_instant)
             media = {f.media_file_id for f in faces}
             all_photos |= media
             summary_persons.append({
@@ -264,6 +264,15 @@ def export(sessions: sessionmaker[Session], settings: Settings, out_dir: Path,
              report.sync.kept, len(report.sync.written), len(report.sync.moved), len(report.sync.deleted),
              len(report.sync.failed), report.seconds)
     return report
+
+
+def _instant(stamp: str) -> datetime:
+    """For ordering: an ISO time as UTC (a camera's local time without offset read as UTC)."""
+    try:
+        t = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.min.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 
 def _sheets(plan: _Plan, root: Path) -> None:
