@@ -24,6 +24,7 @@ class StoredFace:
     box: Box | None
     thumbnail_path: str | None
     set_by_user: bool
+    person_id: int | None = None
 
 
 @dataclass(frozen=True)

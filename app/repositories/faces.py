@@ -61,7 +61,7 @@ def faces_of_media(session: Session, media_file_ids: Sequence[int]) -> dict[int,
         .order_by(Faces.Id)
     ).all()
     for r in rows:
-        out.setdefault(r[0], []).append(StoredFace(r[1], _box(r[2]), r[3], set_by_user(r[4], r[5])))
+        out.setdefault(r[0], []).append(StoredFace(r[1], _box(r[2]), r[3], set_by_user(r[4], r[5]), r[5]))
     return out
 
 

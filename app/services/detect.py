@@ -32,6 +32,7 @@ from app.pipeline.quality import Gates
 from app.pipeline.reconcile import reconcile
 from app.repositories import faces as faces_repo
 from app.repositories import media as media_repo
+from app.repositories import persons as prepo
 from app.repositories import queue as q_repo
 from app.services import work_queue
 from app.services.work_queue import Problem
@@ -254,6 +255,10 @@ class DetectionStage:
             )
             done.append((r.item.item_id, len(plan.keep) + len(plan.insert)))
         faces_repo.delete_faces(session, doomed)
+        # a deleted face may have been a person's cover: the person gets its best face again
+        gone = set(doomed)
+        prepo.refresh_covers(session, {s.person_id for faces in stored.values() for s in faces
+                                       if s.face_id in gone and s.person_id is not None})
         faces_repo.insert_faces(session, new)
         media_repo.store_meta(session, {r.item.media_file_id: r.meta for r in results if r.meta is not None})
         media_repo.mark_done(session, done, utcnow())

@@ -345,3 +345,25 @@ def test_export_command_copy_filter_and_refusal(world, tmp_path, cli_factory):
     assert r.returncode == 2 and "no visible person" in r.stderr
     with pytest.raises(UsageError):
         export(world.sessions, world.settings, foreign)
+
+
+def test_a_cover_face_removed_by_detecting_again_is_replaced(world, models):
+    from sqlalchemy import update
+
+    from app.services.detect import detect_pending
+
+    gul = main_person(world.sessions, GUL)
+    with world.sessions.begin() as s:
+        cover, media = s.execute(select(Persons.CoverFaceId, Faces.MediaFileId)
+                                 .join(Faces, Faces.Id == Persons.CoverFaceId).where(Persons.Id == gul)).one()
+        # the stored box no longer matches what the detector finds: detecting again
+        # replaces the face (a new row without a person)
+        s.execute(update(Faces).where(Faces.Id == cover).values(BoundingBox='{"x": 0, "y": 0, "w": 5, "h": 5}'))
+        s.execute(update(MediaItems).where(MediaItems.MediaFileId == media)
+                  .values(IsFacesExtracted=False, Status="pending", Attempts=0))
+    assert detect_pending(world.sessions, models[0], world.settings).failed == 0
+    with world.sessions() as s:
+        assert s.get(Faces, cover) is None
+        now = s.scalar(select(Persons.CoverFaceId).where(Persons.Id == gul))
+        assert now is not None and now != cover
+        assert s.scalar(select(Faces.PersonId).where(Faces.Id == now)) == gul
