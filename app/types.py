@@ -23,6 +23,14 @@ class Box:
         d = json.loads(text)
         return cls(float(d["x"]), float(d["y"]), float(d["w"]), float(d["h"]))
 
+    @classmethod
+    def parse(cls, text: str | None) -> "Box | None":
+        """A stored BoundingBox, or None when empty or not ours (another application wrote it)."""
+        try:
+            return cls.from_json(text) if text else None
+        except (ValueError, KeyError, TypeError):
+            return None
+
     @property
     def short_side(self) -> float:
         return min(self.w, self.h)

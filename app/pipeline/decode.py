@@ -53,7 +53,7 @@ def load_rgb(path: Path, max_pixels: int) -> np.ndarray:
     return load(path, max_pixels).rgb
 
 
-def _exif(img: Image.Image, path: Path) -> tuple[Image.Exif | None, str | None]:
+def _exif(img: Image.Image) -> tuple[Image.Exif | None, str | None]:
     """The EXIF block, or None and why: broken EXIF never fails the image."""
     try:
         return img.getexif(), None
@@ -88,7 +88,7 @@ def load(path: Path, max_pixels: int, at_least: int | None = None,
                     )
                 if w == 0 or h == 0:
                     raise DecodeError(f"image has no pixels: {w}x{h}", permanent=True)
-                exif, problem = _exif(img, path)
+                exif, problem = _exif(img)
                 turned = exif is not None and exif.get(0x0112) in _SWAPPING
                 ow, oh = (h, w) if turned else (w, h)
                 meta = photo_meta.read(exif, ow, oh, path.name, device_pattern)

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from app.pipeline.quality import LUMA
 from app.types import DetectedFace
-
-_LUMA = np.array([0.299, 0.587, 0.114])
 
 # part -> weight; the weights sum to 1, so the total stays in [0, 1]
 WEIGHTS = {"sharpness": 0.30, "pose": 0.25, "size": 0.20, "exposure": 0.15, "detector": 0.10}
@@ -70,7 +69,7 @@ def exposure(rgb: np.ndarray | None) -> float:
     """0..1 from the face pixels (HxWx3 uint8); 0.5 (unknown) without pixels."""
     if rgb is None or rgb.size == 0:
         return 0.5
-    luma = rgb.reshape(-1, 3).astype(np.float64) @ _LUMA
+    luma = rgb.reshape(-1, 3).astype(np.float64) @ LUMA
     mean = float(luma.mean())
     if mean < MID_LOW:
         level = (mean - DARK) / (MID_LOW - DARK)

@@ -8,7 +8,7 @@ import numpy as np
 from app.types import Box, DetectedFace
 
 # ITU-R BT.601 luma weights.
-_LUMA = np.array([0.299, 0.587, 0.114])
+LUMA = np.array([0.299, 0.587, 0.114])
 
 
 def laplacian_variance(rgb: np.ndarray) -> float:
@@ -17,7 +17,7 @@ def laplacian_variance(rgb: np.ndarray) -> float:
     Measured on the face crop resized to a fixed size, so the number does not depend on
     the face's resolution in the photo.
     """
-    gray = rgb.astype(np.float64) @ _LUMA
+    gray = rgb.astype(np.float64) @ LUMA
     if gray.shape[0] < 3 or gray.shape[1] < 3:
         return 0.0
     lap = (

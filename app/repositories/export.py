@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Faces, MediaFile, MediaMeta, Persons
 from app.repositories.ids import chunks
+from app.types import Box
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,10 @@ class ExportFace:
     height: int | None
     camera_make: str | None
     camera_model: str | None
+
+    @property
+    def box(self) -> Box | None:
+        return Box.parse(self.bounding_box)
 
 
 _COLUMNS = (Faces.Id, Faces.PersonId, Faces.MediaFileId, MediaFile.FilePath, MediaFile.FileName, Faces.BoundingBox,

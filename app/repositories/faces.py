@@ -42,13 +42,6 @@ def set_by_user(assigned_by: str | None, person_id: int | None) -> bool:
     return assigned_by == ASSIGNED_USER or (assigned_by is None and person_id is not None)
 
 
-def _box(text: str | None) -> Box | None:
-    try:
-        return Box.from_json(text) if text else None
-    except (ValueError, KeyError, TypeError):  # another application wrote something else
-        return None
-
-
 def faces_of_media(session: Session, media_file_ids: Sequence[int]) -> dict[int, list[StoredFace]]:
     """media file id -> its stored faces, as re-detection reconciles them."""
     out: dict[int, list[StoredFace]] = {}
@@ -61,7 +54,7 @@ def faces_of_media(session: Session, media_file_ids: Sequence[int]) -> dict[int,
         .order_by(Faces.Id)
     ).all()
     for r in rows:
-        out.setdefault(r[0], []).append(StoredFace(r[1], _box(r[2]), r[3], set_by_user(r[4], r[5]), r[5]))
+        out.setdefault(r[0], []).append(StoredFace(r[1], Box.parse(r[2]), r[3], set_by_user(r[4], r[5]), r[5]))
     return out
 
 

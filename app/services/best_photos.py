@@ -17,10 +17,7 @@ from app.types import Box
 def candidates(faces: list[ExportFace], vectors: dict[int, np.ndarray]) -> list[best.Candidate]:
     out = []
     for f in faces:
-        try:
-            box = Box.from_json(f.bounding_box) if f.bounding_box else None
-        except (ValueError, KeyError, TypeError):
-            box = None
+        box = f.box
         frame = (Box(box.x / f.width, box.y / f.height, box.w / f.width, box.h / f.height)
                  if box and f.width and f.height else None)
         # the same-day rule needs the day the photo was taken: a file's time says when it

@@ -55,7 +55,7 @@ class ExportReport:
 
 
 def _json_bytes(value) -> bytes:
-    return (json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False) + "\n").encode("utf-8")
+    return (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def _hash_key(data: bytes) -> str:
@@ -79,6 +79,11 @@ class _Photos:
                 self.stats[path] = None
         return self.stats[path]
 
+    def version(self, path: str) -> str:
+        """Changes when the file does: its modification time and size."""
+        st = self.stat(path)
+        return f"{st.st_mtime_ns}:{st.st_size}" if st else "missing"
+
     def file_time(self, path: str) -> str | None:
         st = self.stat(path)
         if st is None:
@@ -100,13 +105,6 @@ class _Photos:
         return got
 
 
-def _box(face: ExportFace) -> Box | None:
-    try:
-        return Box.from_json(face.bounding_box) if face.bounding_box else None
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
 class _Plan:
     def __init__(self, settings: Settings, copy: bool, photos: _Photos):
         self.settings, self.copy, self.photos = settings, copy, photos
@@ -123,13 +121,11 @@ class _Plan:
         return math.ceil(max(face.width, face.height) * self.settings.export_chip_size / crop)
 
     def chip(self, folder: str, face: ExportFace) -> str | None:
-        box = _box(face)
+        box = face.box
         if box is None or box.w <= 0 or box.h <= 0:
             return None
-        st = self.photos.stat(face.file_path)
-        version = f"{st.st_mtime_ns}:{st.st_size}" if st else "missing"
         key = (f"chip:{face.face_id}:{face.bounding_box}:{self.settings.export_chip_size}:"
-               f"{self.settings.export_chip_margin}:{version}")
+               f"{self.settings.export_chip_margin}:{self.photos.version(face.file_path)}")
         at_least = self._at_least(face, box)
 
         def write(path: Path) -> None:
@@ -144,22 +140,20 @@ class _Plan:
         return path
 
     def data(self, path: str, value) -> None:
-        data = _json_bytes(value) if not isinstance(value, (bytes, str)) else (
-            value.encode("utf-8") if isinstance(value, str) else value)
+        """A text file (str) or a JSON document (anything else)."""
+        data = value.encode("utf-8") if isinstance(value, str) else _json_bytes(value)
         self.wanted[path] = Entry(_hash_key(data), write_bytes(data))
 
     def photo(self, path: str, source: str) -> None:
         if self.copy:
-            st = self.photos.stat(source)
-            version = f"{st.st_mtime_ns}:{st.st_size}" if st else "missing"
-            self.wanted[path] = Entry(f"copy:{source}:{version}", copy_of(source))
+            self.wanted[path] = Entry(f"copy:{source}:{self.photos.version(source)}", copy_of(source))
         else:
             target = os.path.abspath(source)
             self.wanted[path] = Entry(f"link:{target}", link_to=target)
 
 
 def _chip_info(face: ExportFace, folder: str, person_name: str | None, photos: _Photos) -> layout.ChipInfo:
-    box = _box(face)
+    box = face.box
     when, source = (face.taken_at, "exif") if face.taken_at else (photos.file_time(face.file_path), "file")
     gps = None
     if face.latitude is not None and face.longitude is not None:

@@ -40,10 +40,7 @@ def _thumbnail_middle(path: str | None, margin: float) -> np.ndarray | None:
 
 
 def parts_of_row(row: faces_repo.Unscored, thumbnail_margin: float) -> face_score.Parts:
-    try:
-        box = Box.from_json(row.bounding_box) if row.bounding_box else Box(0, 0, 0, 0)
-    except (ValueError, KeyError, TypeError):
-        box = Box(0, 0, 0, 0)
+    box = Box.parse(row.bounding_box) or Box(0, 0, 0, 0)
     try:
         points = tuple(tuple(p) for p in json.loads(row.landmarks)) if row.landmarks else ()
     except (ValueError, TypeError):
