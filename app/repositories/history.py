@@ -27,6 +27,11 @@ class LogEntry:
     old_assigned_at: datetime | None
 
 
+def persons_of(entries: Sequence[LogEntry]) -> set[int]:
+    """Every person a face left or joined in these entries."""
+    return {p for e in entries for p in (e.old_person, e.new_person) if p is not None}
+
+
 def add_operation(session: Session, kind: str, who: str, summary: str, details: str | None,
                   entries: Sequence[LogEntry], undo_of: int | None = None) -> int:
     op_id = session.execute(

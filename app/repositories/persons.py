@@ -195,8 +195,9 @@ def list_persons(session: Session, include_hidden: bool = False, limit: int | No
                  person_ids: Sequence[int] | None = None, show: str | None = None,
                  unnamed_first: bool = False) -> list[PersonSummary]:
     """Largest first (then by id); with `unnamed_first`, persons without a name first.
-    `show` (SHOWS) overrides `include_hidden`. The cover (see _covers) is looked up for the listed persons only, so a page of a large library
-    costs one grouped count and a page's worth of covers."""
+    `show` (SHOWS) overrides `include_hidden`. The cover (see _covers) is looked up for the
+    listed persons only, so a page of a large library costs one grouped count and a page's
+    worth of covers."""
     stats = (
         select(Faces.PersonId.label("pid"), func.count(Faces.Id).label("faces"),
                func.count(func.distinct(Faces.MediaFileId)).label("photos"),

@@ -219,10 +219,6 @@ def _record(session: Session, kind: str, report: AssignReport, log: list[LogEntr
         hrepo.add_operation(session, kind, WHO_WORKER, summary, None, log)
 
 
-def _persons_of(entries: list[LogEntry]) -> set[int]:
-    return {e.old_person for e in entries} | {e.new_person for e in entries}
-
-
 def assign_unassigned(sessions: sessionmaker[Session], settings: Settings) -> AssignReport:
     started = time.perf_counter()
     with sessions.begin() as session:
@@ -230,7 +226,7 @@ def assign_unassigned(sessions: sessionmaker[Session], settings: Settings) -> As
         entries: list[LogEntry] = []
         report = _apply(session, settings, previous={}, log=entries)
         _record(session, "recognize", report, entries)
-        prepo.refresh_covers(session, _persons_of(entries))
+        prepo.refresh_covers(session, hrepo.persons_of(entries))
     report.seconds = time.perf_counter() - started
     _log(report, "assignment")
     return report
@@ -247,7 +243,7 @@ def recluster(sessions: sessionmaker[Session], settings: Settings) -> AssignRepo
         report = _apply(session, settings, {f: s.person_id for f, s in before.items()}, entries)
         report.persons_deleted = repo.delete_empty_automatic_persons(session)
         _record(session, "recluster", report, entries)
-        prepo.refresh_covers(session, _persons_of(entries))
+        prepo.refresh_covers(session, hrepo.persons_of(entries))
     report.seconds = time.perf_counter() - started
     _log(report, "recluster")
     return report

@@ -131,8 +131,8 @@ class Change:
 
     # --- record ----------------------------------------------------------------------
     def finish(self, kind: str, summary: str, undo_of: int | None = None, **result) -> OpResult:
-        touched = {e.old_person for e in self.entries} | {e.new_person for e in self.entries}
-        rrepo.touch_persons(self.session, [p for p in touched if p is not None])
+        touched = hrepo.persons_of(self.entries)
+        rrepo.touch_persons(self.session, sorted(touched))
         prepo.refresh_covers(self.session, touched | set(self.created))
         after = prepo.person_rows(self.session, self.before)
         details = json.dumps({
