@@ -1,4 +1,7 @@
-"""One image in, its faces out: decode, resize, detect, map back, measure, thumbnail.
+"""One image in, its faces out: resize, detect, map back, measure, thumbnail.
+
+The steps are separate functions so the detection stage can run the model on one thread
+and the pixel work (resize, blur, thumbnails) on another.
 
 No database here; the detection service stores what this returns.
 """
@@ -45,24 +48,36 @@ def face_pixels(image: np.ndarray, face: DetectedFace) -> np.ndarray:
                                                    reducing_gap=3.0))
 
 
-def detect_in_image(image: np.ndarray, detector: Detector, opts: AnalyzeOptions) -> list[DetectedFace]:
-    """Faces in original pixels, largest first."""
-    small, scale = resize.fit(image, opts.max_side)
+def detection_input(image: np.ndarray, opts: AnalyzeOptions) -> tuple[np.ndarray, resize.Scale]:
+    """The image as the detector sees it (longest side at most `max_side`) and its scale:
+    plain pixel work, done off the model's thread by the detection stage."""
+    return resize.fit(image, opts.max_side)
+
+
+def detect_prepared(small: np.ndarray, scale: resize.Scale, detector: Detector,
+                    opts: AnalyzeOptions) -> list[DetectedFace]:
+    """The model on an image from `detection_input`: faces in original pixels, largest first."""
     faces = detector.detect([small], opts.detect_min_score)[0]
     mapped = [resize.to_original(f, scale) for f in faces]
     mapped = [f for f in mapped if f.box.w >= 1 and f.box.h >= 1]
     return sorted(mapped, key=lambda f: f.box.w * f.box.h, reverse=True)
 
 
-def analyze_image(image: np.ndarray, detector: Detector, opts: AnalyzeOptions,
-                  original_size: tuple[int, int] | None = None) -> list[FoundFace]:
-    """Faces with boxes in the original image's pixels. `original_size` (width, height) is
-    given when `image` was decoded at reduced scale; thumbnails and blur come from `image`."""
+def detect_in_image(image: np.ndarray, detector: Detector, opts: AnalyzeOptions) -> list[DetectedFace]:
+    """Faces in original pixels, largest first."""
+    small, scale = detection_input(image, opts)
+    return detect_prepared(small, scale, detector, opts)
+
+
+def describe_faces(image: np.ndarray, faces: list[DetectedFace], opts: AnalyzeOptions,
+                   original_size: tuple[int, int] | None = None) -> list[FoundFace]:
+    """Blur, usability, thumbnail and score of faces found in `image` (in its pixels);
+    boxes go back in the original's pixels when `image` was decoded at reduced scale."""
     h, w = image.shape[:2]
     ow, oh = original_size or (w, h)
     to_full = resize.Scale(w / ow, h / oh, ow, oh)
     found = []
-    for face in detect_in_image(image, detector, opts):
+    for face in faces:
         pixels = face_pixels(image, face)
         blur = laplacian_variance(pixels)
         full = resize.to_original(face, to_full) if (ow, oh) != (w, h) else face
@@ -76,3 +91,10 @@ def analyze_image(image: np.ndarray, detector: Detector, opts: AnalyzeOptions,
             )
         )
     return found
+
+
+def analyze_image(image: np.ndarray, detector: Detector, opts: AnalyzeOptions,
+                  original_size: tuple[int, int] | None = None) -> list[FoundFace]:
+    """Faces with boxes in the original image's pixels. `original_size` (width, height) is
+    given when `image` was decoded at reduced scale; thumbnails and blur come from `image`."""
+    return describe_faces(image, detect_in_image(image, detector, opts), opts, original_size)

@@ -1,44 +1,44 @@
 """Detection use case: claim pending media, find faces, store them.
 
 The stage follows the shared queue discipline (app/services/work_queue.py). Per batch:
-a short transaction claims the items; with no transaction open the images are decoded
-(the next ones in a background thread while the model runs), analysed, and their face
-thumbnails written; a short transaction then reconciles the new faces with the stored
-ones (app/pipeline/reconcile.py) and stores them; old thumbnail files are deleted after
-the commit. Each step is timed.
+a short transaction claims the items; with no transaction open the images go through a
+two-thread pipeline (app/services/detect_flow.py): the model runs on this thread while a
+helper thread decodes the next images and measures, thumbnails and crops the faces of the
+previous ones; a short transaction then reconciles the new faces with the stored ones
+(app/pipeline/reconcile.py) and stores them; old thumbnail files are deleted after the
+commit. Each step is timed.
 """
 from __future__ import annotations
 
 import logging
 import re
 import time
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
+import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.errors import first_line
 from app.db.types import utcnow
 from app.inference.detector import Detector
-from app.pipeline.encode import FaceEncoder, Prepared, Vectors
-from app.pipeline.analyze import AnalyzeOptions, FoundFace, analyze_image
-from app.pipeline.decode import DecodeError, Decoded, load
+from app.pipeline.encode import FaceEncoder, Prepared, Vectors, parse_landmarks
+from app.pipeline.analyze import AnalyzeOptions, FoundFace, describe_faces, detect_prepared, detection_input
+from app.pipeline.decode import DecodeError, Decoded, load, load_rgb
 from app.pipeline.photo_meta import PhotoMeta
 from app.pipeline.quality import Gates
 from app.pipeline.reconcile import reconcile
+from app.pipeline.resize import Scale
 from app.repositories import faces as faces_repo
 from app.repositories import media as media_repo
 from app.repositories import persons as prepo
 from app.repositories import queue as q_repo
-from app.services import work_queue
+from app.services import detect_flow, work_queue
 from app.services.work_queue import Problem
 from app.stopping import StopFlag
 from app.storage import thumbnails
-from app.types import Box
+from app.types import Box, DetectedFace
 
 log = logging.getLogger("app.detection")
 
@@ -115,34 +115,28 @@ def embedding_crops(decoded: Decoded, found: list[FoundFace], encoder: FaceEncod
     return crops
 
 
-def _prefetch(items: list[media_repo.ClaimedItem], max_pixels: int, max_side: int, depth: int = 2,
-              device_pattern: re.Pattern[str] | None = None) -> Iterator[tuple[media_repo.ClaimedItem, Callable[[], Decoded]]]:
-    """Decode the next images in a background thread while the model runs on this one.
+def full_size_crops(path: Path, found: list[FoundFace], crops: list[Prepared | None], encoder: FaceEncoder,
+                    max_pixels: int) -> None:
+    """Fill in the crops of usable faces too small in a reduced decode from one full-size
+    decode, cut exactly as the embedding stage would cut them (from the stored, rounded
+    box and landmarks), so the vectors are the ones `--recognize` would store."""
+    missing = [k for k, (f, c) in enumerate(zip(found, crops)) if f.usable and c is None]
+    if not missing:
+        return
+    image = load_rgb(path, max_pixels)
+    for k in missing:
+        face = found[k].face
+        points = parse_landmarks(face.landmarks_json()) if encoder.second else None
+        crops[k] = encoder.prepare(image, Box.from_json(face.box.to_json()), points)
 
-    Yields (item, get_image); get_image re-raises the decoding error, if any. At most
-    `depth` decoded images wait in memory.
-    """
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
-    pending: deque = deque()
-    upcoming = iter(items)
 
-    def submit_next() -> None:
-        item = next(upcoming, None)
-        if item is not None:
-            # JPEGs are decoded at the smallest scale still at least as large as detection uses
-            pending.append((item, pool.submit(load, Path(item.file_path), max_pixels, max_side,
-                                                   device_pattern)))
+@dataclass(frozen=True)
+class Ready:
+    """An image prepared for the model: as decoded, and as the detector sees it."""
 
-    try:
-        for _ in range(depth + 1):
-            submit_next()
-        while pending:
-            item, future = pending.popleft()
-            submit_next()
-            yield item, future.result
-    finally:
-        # Leaving early (a stop request) drops what has not started.
-        pool.shutdown(wait=True, cancel_futures=True)
+    decoded: Decoded
+    small: np.ndarray
+    scale: Scale
 
 
 class DetectionStage:
@@ -159,6 +153,8 @@ class DetectionStage:
         self.device_pattern = re.compile(settings.device_id_pattern) if settings.device_id_pattern else None
         self.paths: dict[int, str] = {}
         self.obsolete: dict[int, list[str | None]] = {}  # item id -> files to delete once committed
+        # step -> seconds; each step runs on one thread only (model steps on the caller's,
+        # pixel and file steps on the helper's), so no two threads update one key
         self.timings: dict[str, float] = {}
 
     def _time(self, step: str, since: float) -> None:
@@ -175,32 +171,73 @@ class DetectionStage:
         self.paths.update((i.item_id, i.file_path) for i in items)
         return items
 
-    def _analyze(self, item: media_repo.ClaimedItem, get_image: Callable[[], Decoded]) -> ItemResult | Problem:
+    def _unexpected(self, item: media_repo.ClaimedItem, exc: Exception) -> Problem:
+        # a model or library failure on one image must not stop the batch
+        log.error("%s: unexpected error", self.describe(item.item_id), exc_info=exc)
+        return Problem(item.item_id, f"unexpected error: {type(exc).__name__}: {exc}")
+
+    # --- the three steps of app/services/detect_flow.py ---------------------------------
+
+    def prepare(self, item: media_repo.ClaimedItem) -> Ready | Problem:
+        """Helper thread: decode (JPEGs at the smallest scale still at least as large as
+        detection uses) and shrink for the detector."""
+        started = time.perf_counter()
         try:
-            started = time.perf_counter()
-            decoded = get_image()
-            self._time("decode wait", started)
-            started = time.perf_counter()
-            found = analyze_image(decoded.rgb, self.detector, self.opts, (decoded.width, decoded.height))
-            self._time("detect", started)
+            decoded = load(Path(item.file_path), self.opts.max_pixels, self.opts.max_side, self.device_pattern)
+            return Ready(decoded, *detection_input(decoded.rgb, self.opts))
         except DecodeError as exc:
             return Problem(item.item_id, str(exc), permanent=exc.permanent)
         except MemoryError:
             return Problem(item.item_id, "out of memory while processing the image")
-        except Exception as exc:  # a model or library failure on one image must not stop the batch
-            log.exception("%s: unexpected error", self.describe(item.item_id))
-            return Problem(item.item_id, f"unexpected error: {type(exc).__name__}: {exc}")
+        except Exception as exc:
+            return self._unexpected(item, exc)
+        finally:
+            self._time("decode", started)
+
+    def model(self, item: media_repo.ClaimedItem, ready: Ready) -> list[DetectedFace] | Problem:
+        """Caller's thread: only the detector."""
         started = time.perf_counter()
         try:
-            files = [str(thumbnails.write(self.settings.thumbnail_path, item.media_file_id, f.thumbnail))
-                     for f in found]
+            return detect_prepared(ready.small, ready.scale, self.detector, self.opts)
+        except MemoryError:
+            return Problem(item.item_id, "out of memory while processing the image")
+        except Exception as exc:
+            return self._unexpected(item, exc)
+        finally:
+            self._time("detect", started)
+
+    def finish(self, item: media_repo.ClaimedItem, ready: Ready, faces: list[DetectedFace]) -> ItemResult | Problem:
+        """Helper thread: blur, quality, thumbnails (written to their files), embedding crops."""
+        decoded = ready.decoded
+        started = time.perf_counter()
+        try:
+            found = describe_faces(decoded.rgb, faces, self.opts, (decoded.width, decoded.height))
+        except MemoryError:
+            return Problem(item.item_id, "out of memory while processing the image")
+        except Exception as exc:
+            return self._unexpected(item, exc)
+        finally:
+            self._time("faces", started)
+        started = time.perf_counter()
+        files: list[str] = []
+        try:
+            for f in found:
+                files.append(str(thumbnails.write(self.settings.thumbnail_path, item.media_file_id, f.thumbnail)))
         except OSError as exc:
+            thumbnails.delete(files)
             return Problem(item.item_id, f"cannot write face thumbnails under {self.settings.thumbnail_path}: {exc}")
         finally:
             self._time("thumbnails", started)
         crops: list = [None] * len(found)
         if self.encoder is not None:
-            crops = embedding_crops(decoded, found, self.encoder, self.settings.embed_at_detection_min_px)
+            started = time.perf_counter()
+            try:
+                crops = embedding_crops(decoded, found, self.encoder, self.settings.embed_at_detection_min_px)
+                full_size_crops(Path(item.file_path), found, crops, self.encoder, self.opts.max_pixels)
+            except Exception as exc:  # noqa: BLE001 - the embedding stage crops them later (and says why)
+                log.info("%s: faces left to the embedding stage: %s", self.describe(item.item_id), first_line(exc))
+            finally:
+                self._time("crops", started)
         return ItemResult(item, [Detection(f, path, crop) for f, path, crop in zip(found, files, crops)],
                           decoded.meta)
 
@@ -220,16 +257,12 @@ class DetectionStage:
             d.vectors, d.crop = v, None
 
     def work(self, items, stop: StopFlag | None):
-        results: list[ItemResult] = []
-        problems: list[Problem] = []
-        for item, get_image in _prefetch(items, self.opts.max_pixels, self.opts.max_side,
-                                          device_pattern=self.device_pattern):
-            if stop is not None and stop.is_set():
-                break
-            outcome = self._analyze(item, get_image)
-            (problems if isinstance(outcome, Problem) else results).append(outcome)
+        started = time.perf_counter()
+        outcomes = detect_flow.run(items, self, stop)
+        self._time("work", started)
+        results = [o for o in outcomes if not isinstance(o, Problem)]
         self._embed(results)
-        return results, problems
+        return results, [o for o in outcomes if isinstance(o, Problem)]
 
     def store(self, session: Session, results: list[ItemResult]) -> None:
         started = time.perf_counter()

@@ -1,0 +1,79 @@
+"""The detection stage's work step as a two-thread pipeline: the model on the caller's
+thread, everything else on one helper thread.
+
+Per image the helper first *prepares* (decodes the file, shrinks it for the detector)
+and, once the model has run, *finishes* (blur, quality, thumbnails written, embedding
+crops). onnxruntime and Pillow release the GIL, so the helper's work overlaps the model's
+instead of adding to it. The helper takes its tasks in the order given (one thread), so
+the outcomes come back in the items' order, and memory stays bounded: at most `depth + 1`
+prepared images wait for the model and at most `depth + 2` wait to be finished.
+"""
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Protocol, TypeVar
+
+from app.services.work_queue import Problem
+from app.stopping import StopFlag
+
+I = TypeVar("I", contravariant=True)  # an item  # noqa: E741
+P = TypeVar("P")  # what the helper prepared for the model
+M = TypeVar("M")  # what the model found
+O = TypeVar("O", covariant=True)  # the item's outcome  # noqa: E741
+
+
+class Steps(Protocol[I, P, M, O]):
+    """The three steps; each returns a Problem instead of raising for a failure of its item."""
+
+    def prepare(self, item: I) -> P | Problem: ...
+
+    def model(self, item: I, prepared: P) -> M | Problem: ...
+
+    def finish(self, item: I, prepared: P, found: M) -> O | Problem: ...
+
+
+def _done(value) -> Future:
+    f: Future = Future()
+    f.set_result(value)
+    return f
+
+
+def run(items: list[I], steps: Steps, stop: StopFlag | None, depth: int = 2) -> list:
+    """Outcomes (O or Problem) of the items processed, in order. On a stop request the
+    items not yet given to the model are left out (the caller hands them back); those
+    already past it are finished first, which takes a few images' worth of pixel work."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detect-helper")
+    ahead: deque = deque()
+    finishing: list[Future] = []
+    upcoming = iter(items)
+
+    def prepare_next() -> None:
+        item = next(upcoming, None)
+        if item is not None:
+            ahead.append((item, pool.submit(steps.prepare, item)))
+
+    try:
+        for _ in range(depth + 1):
+            prepare_next()
+        while ahead:
+            if stop is not None and stop.is_set():
+                break
+            item, future = ahead.popleft()
+            prepare_next()
+            prepared = future.result()
+            if isinstance(prepared, Problem):
+                finishing.append(_done(prepared))
+                continue
+            found = steps.model(item, prepared)
+            if isinstance(found, Problem):
+                finishing.append(_done(found))
+            else:
+                finishing.append(pool.submit(steps.finish, item, prepared, found))
+            del prepared, found  # the helper holds the image until it has finished with it
+        return [f.result() for f in finishing]
+    finally:
+        for _, future in ahead:  # not started: dropped (an exception, a stop request)
+            future.cancel()
+        pool.shutdown(wait=True)
+
