@@ -153,6 +153,13 @@ class Settings:
     # Faces of each known person clustered along with new faces, so that new photos of
     # known people join them instead of forming duplicate persons.
     exemplars_per_person: int = 10
+    # Large libraries: from this many embedded faces on, the assignment step keeps every
+    # face's vectors in a vector index on disk (DATA_DIR/vectors, rebuilt from the database
+    # whenever needed), searches known faces through an inverted-file index instead of
+    # comparing with each of them, and builds the clustering's neighbour graph the same
+    # way: time near-linear in the faces, memory bounded (README, "Scale"). Below it,
+    # every search is exact. Lower it to try the large-library path on a small library.
+    large_library_faces: int = 50_000
     # How long a claimed item stays reserved for one worker; a worker that dies
     # releases its items when this runs out. Must exceed the time of one batch.
     lease_seconds: int = 600
@@ -302,6 +309,7 @@ ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "HDBSCAN_UMAP_EPSILON": ("hdbscan_umap_epsilon", _non_negative_float),
     "CLUSTER_RAW_LIMIT": ("cluster_raw_limit", _positive_int),
     "EXEMPLARS_PER_PERSON": ("exemplars_per_person", _positive_int),
+    "LARGE_LIBRARY_FACES": ("large_library_faces", _positive_int),
     "LEASE_SECONDS": ("lease_seconds", _positive_int),
     "MAX_ATTEMPTS": ("max_attempts", _positive_int),
     "RETRY_DELAY_SECONDS": ("retry_delay_seconds", _non_negative_int),

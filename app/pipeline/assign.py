@@ -23,7 +23,8 @@ import numpy as np
 
 from app.pipeline.cluster import ClusterParams, cluster_vectors, split_same_photo
 from app.pipeline.linkage import LinkageParams, Seeds, cluster
-from app.pipeline.match import Known, match_faces, top_k
+from app.pipeline.match import Known, Search, match_faces, top_k
+from app.pipeline.neighbours import search
 
 
 @dataclass
@@ -112,7 +113,7 @@ class Faces:
 
 
 def _confirmed(matched: np.ndarray, vectors: np.ndarray, seeds: Seeds, persons: np.ndarray,
-               bound: float | np.ndarray) -> np.ndarray:
+               bound: float | np.ndarray, approximate: bool = False) -> np.ndarray:
     """A FaceNet match stands only when the deciding vectors agree: the face's average
     similarity to the person's known faces reaches the join bound and no other person
     is closer on average (look-alike relatives pass FaceNet's 0.8 more often than SFace's
@@ -121,9 +122,16 @@ def _confirmed(matched: np.ndarray, vectors: np.ndarray, seeds: Seeds, persons: 
     if rows.size == 0:
         return matched
     means = seeds.sums / seeds.counts[:, None]
-    idx, sim = top_k(vectors[rows].astype(np.float64), means, 1)
     out = matched.copy()
     bounds = np.broadcast_to(np.asarray(bound, np.float64), matched.shape)
+    if approximate:
+        # nearest means through the index, and the exact similarity to the matched person's
+        idx, sim = search(vectors[rows], means.astype(np.float32), 1, approximate=True)
+        own = np.einsum("qd,qd->q", vectors[rows].astype(np.float64), means[np.searchsorted(persons, matched[rows])])
+        refuse = (own < bounds[rows]) | ((persons[idx[:, 0]] != matched[rows]) & (sim[:, 0] > own))
+        out[rows[refuse]] = -1
+        return out
+    idx, sim = top_k(vectors[rows].astype(np.float64), means, 1)
     for j, r in enumerate(rows.tolist()):
         if persons[idx[j, 0]] != matched[r] or sim[j, 0] < bounds[r]:
             out[r] = -1
@@ -132,18 +140,26 @@ def _confirmed(matched: np.ndarray, vectors: np.ndarray, seeds: Seeds, persons: 
 
 def plan_linkage(new: Faces, known: Faces, threshold: float, params: LinkageParams, min_size: int,
                  free: set[int] | frozenset[int] = frozenset(), forbidden: dict[int, set[int]] | None = None,
-                 leftover: np.ndarray | None = None) -> Plan:
+                 leftover: np.ndarray | None = None, known_search: Search | None = None,
+                 seeds: tuple[Seeds, np.ndarray] | None = None, approximate: bool = False) -> Plan:
     """`free`: persons that may merge with each other (automatic, unnamed, untouched by users).
     `forbidden`: new face index -> persons it must never be given (a user's "not this person").
     `leftover`: faces an earlier run left alone (bool per face): they join a known person
-    only at the linkage threshold, never at the lower join bound."""
+    only at the linkage threshold, never at the lower join bound.
+    Large libraries: `known_search` finds the nearest known faces on the FaceNet vectors
+    (a vector index; `known.match_vectors` is then not read and `known.person_ids` is -1
+    where a row has no person), `seeds` are the known persons as groups (`Seeds.of`, else
+    made from `known.vectors`), and `approximate` lets the other neighbour searches use
+    an inverted-file index (app/pipeline/neighbours.py)."""
     result = Plan()
     forbidden = forbidden or {}
     matched = match_faces(new.match_vectors, new.media_ids,
-                          Known(known.match_vectors, known.person_ids, known.media_ids), threshold, forbidden)
-    base, persons = Seeds.of(known.vectors, known.person_ids, known.media_ids, free)
+                          Known(known.match_vectors, known.person_ids, known.media_ids), threshold, forbidden,
+                          search=known_search)
+    base, persons = seeds or Seeds.of(known.vectors, known.person_ids, known.media_ids, free)
     stale = np.zeros(matched.size, bool) if leftover is None else np.asarray(leftover, bool)
-    matched = _confirmed(matched, new.vectors, base, persons, np.where(stale, params.threshold, params.join))
+    matched = _confirmed(matched, new.vectors, base, persons, np.where(stale, params.threshold, params.join),
+                         approximate)
     result.matched = {i: int(p) for i, p in enumerate(matched.tolist()) if p >= 0}
     left = np.flatnonzero(matched < 0)
     if left.size == 0:
@@ -156,7 +172,7 @@ def plan_linkage(new: Faces, known: Faces, threshold: float, params: LinkagePara
         rows = [r for r in rows if r < persons.size and persons[r] in forbidden[face]]
         if rows:
             banned[j] = set(rows)
-    labels, roots = cluster(new.vectors[left], new.media_ids[left], seeds, params, banned, stale[left])
+    labels, roots = cluster(new.vectors[left], new.media_ids[left], seeds, params, banned, stale[left], approximate)
     m = persons.size
     result.merged = {int(persons[s]): int(persons[r]) for s, r in enumerate(roots.tolist()) if r != s}
     groups: dict[int, list[int]] = {}

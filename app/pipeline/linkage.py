@@ -38,7 +38,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.pipeline.match import top_k
+from app.pipeline.neighbours import search
+
+# Group sums are kept in float64 up to this many numbers (1 GB), in float32 beyond.
+SUMS_FLOAT64_LIMIT = 2 ** 27
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,11 @@ def group_sums(vectors: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.
     sum . v / size)."""
     groups, inverse = np.unique(labels, return_inverse=True)
     sums = np.zeros((groups.size, vectors.shape[1] if vectors.ndim == 2 else 0))
-    np.add.at(sums, inverse, vectors.astype(np.float64))
+    order = np.argsort(inverse, kind="stable")
+    for start in range(0, order.size, 262_144):  # sorted runs summed a slice at a time
+        part = order[start:start + 262_144]
+        heads = np.flatnonzero(np.r_[True, inverse[part[1:]] != inverse[part[:-1]]])
+        sums[inverse[part[heads]]] += np.add.reduceat(vectors[part].astype(np.float64), heads, axis=0)
     return groups, inverse, sums, np.bincount(inverse, minlength=groups.size)
 
 
@@ -103,21 +110,26 @@ class Seeds:
 
 
 def cluster(vectors: np.ndarray, media_ids: np.ndarray, seeds: Seeds, p: LinkageParams,
-            forbidden: dict[int, set[int]] | None = None, leftover: np.ndarray | None = None
-            ) -> tuple[np.ndarray, np.ndarray]:
+            forbidden: dict[int, set[int]] | None = None, leftover: np.ndarray | None = None,
+            approximate: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Group label per face: s in [0, m) joins seed s; m and above, a new group (the
     label of one of its members, offset by m); faces left alone keep their own label too
     (callers count group sizes). Also the seed each seed ended in (itself, or the free
     seed it merged into). `forbidden`: face index -> seeds it must never end in.
     `leftover`: faces an earlier run left alone (bool per face); a group holding one joins
     a known person only at `threshold`, the bar it failed before, never the lower join
-    bound (a run must not take a face it refused, unless the evidence grew)."""
+    bound (a run must not take a face it refused, unless the evidence grew).
+    `approximate`: the candidate graph comes from an inverted-file index when the input is
+    large (app/pipeline/neighbours.py), in time near-linear in the faces."""
     n, m = vectors.shape[0], seeds.counts.size
     if n == 0:
         return np.zeros(0, np.int64), np.arange(m)
-    x = vectors.astype(np.float32)
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
     total = m + n
-    sums = [seeds.sums[i].astype(np.float64) for i in range(m)] + [x[i].astype(np.float64) for i in range(n)]
+    # one row per group, updated in place; float64 unless that would not fit comfortably
+    sums = np.empty((total, x.shape[1]), np.float64 if total * x.shape[1] <= SUMS_FLOAT64_LIMIT else np.float32)
+    sums[:m] = seeds.sums
+    sums[m:] = x
     counts = [int(c) for c in seeds.counts.tolist()] + [1] * n
     media = [set(s) for s in seeds.media] + [{int(v)} for v in media_ids.tolist()]
     known = [True] * m + [False] * n
@@ -144,14 +156,14 @@ def cluster(vectors: np.ndarray, media_ids: np.ndarray, seeds: Seeds, p: Linkage
             neighbours[b].add(a)
 
     if n > 1:
-        idx, _ = top_k(x, x, min(p.neighbours + 1, n))
+        idx, _ = search(x, x, min(p.neighbours + 1, n), approximate)
         for i in range(n):
             for j in idx[i].tolist():
                 if j >= 0:
                     link(m + i, m + j)
     if m:
         centres = (seeds.sums / np.maximum(np.linalg.norm(seeds.sums, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-        idx, _ = top_k(x, centres, min(p.neighbours, m))
+        idx, _ = search(x, centres, min(p.neighbours, m), approximate)
         for i in range(n):
             near = [s for s in idx[i].tolist() if s >= 0]
             for s in near:
@@ -189,7 +201,7 @@ def cluster(vectors: np.ndarray, media_ids: np.ndarray, seeds: Seeds, p: Linkage
             continue  # one photo, one face per person; "not this person": never, however the groups grow
         if known[b] and (not known[a] or counts[b] > counts[a]):
             a, b = b, a  # a known person keeps its identity; of two, the larger one
-        sums[a] = sums[a] + sums[b]
+        sums[a] += sums[b]
         counts[a] += counts[b]
         media[a] |= media[b]
         stale[a] = stale[a] or stale[b]
@@ -205,7 +217,6 @@ def cluster(vectors: np.ndarray, media_ids: np.ndarray, seeds: Seeds, p: Linkage
             if c != a:
                 neighbours[c].add(a)
         neighbours[b] = set()
-        sums[b] = None  # type: ignore[call-overload]
         for c in list(neighbours[a]):
             if alive[c] and mergeable(a, c):
                 push(a, c)

@@ -8,12 +8,17 @@ blocks, so memory stays bounded however many there are.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 BLOCK_NEW = 1024
 BLOCK_KNOWN = 32768
 TOP_K = 8  # candidate matches kept per new face (needed for the same-photo rule)
+
+
+# (query vectors, k) -> (indices, similarities), as top_k
+Search = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -48,29 +53,40 @@ def top_k(queries: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray, np
 
 
 def match_faces(new_vectors: np.ndarray, new_media_ids: np.ndarray, known: Known,
-                threshold: float, forbidden: dict[int, set[int]] | None = None) -> np.ndarray:
+                threshold: float, forbidden: dict[int, set[int]] | None = None,
+                search: Search | None = None) -> np.ndarray:
     """Person id per new face, or -1 where no known face reaches `threshold`.
-    `forbidden`: new face index -> persons it must never take (a user's "not this person")."""
+    `forbidden`: new face index -> persons it must never take (a user's "not this person").
+    `search`: finds the known faces nearest to some new faces (indices into `known`'s
+    arrays), instead of comparing with every row of `known.vectors` (a vector index)."""
     forbidden = forbidden or {}
     n = new_vectors.shape[0]
     result = np.full(n, -1, dtype=np.int64)
-    # persons present in each photo: the same-photo rule
+    # persons present in the new faces' photos: the same-photo rule
     taken: dict[int, set[int]] = {}
-    for media, person in zip(known.media_ids.tolist(), known.person_ids.tolist()):
+    in_photos = np.isin(known.media_ids, new_media_ids) & (known.person_ids >= 0)
+    for media, person in zip(known.media_ids[in_photos].tolist(), known.person_ids[in_photos].tolist()):
         taken.setdefault(media, set()).add(person)
-    base_vectors, base_persons = known.vectors, known.person_ids
+    base_persons = known.person_ids
+    if search is None:
+        base_vectors = known.vectors
+        find: Search = lambda q, k: top_k(q, base_vectors, k)  # noqa: E731
+        more = base_vectors.shape[0] > 0
+    else:
+        find = search
+        more = bool((known.person_ids >= 0).any())
     open_rows = np.arange(n)
-    while open_rows.size and base_vectors.shape[0]:
-        idx, sim = top_k(new_vectors[open_rows], base_vectors, TOP_K)
-        # Most confident decisions first, so a weak match never blocks a strong one.
-        candidates = sorted(
-            ((float(sim[r, c]), r, int(base_persons[idx[r, c]]))
-             for r in range(open_rows.size) for c in range(idx.shape[1])
-             if idx[r, c] >= 0 and sim[r, c] >= threshold),
-            reverse=True,
-        )
+    while open_rows.size and more:
+        idx, sim = find(new_vectors[open_rows], TOP_K)
+        # Most confident decisions first (then the later face, the higher person id, as
+        # before), so a weak match never blocks a strong one.
+        r_idx, c_idx = np.nonzero((idx >= 0) & (sim >= threshold))
+        sims = sim[r_idx, c_idx].astype(np.float64)
+        persons = base_persons[idx[r_idx, c_idx]]
+        order = np.lexsort((persons, r_idx, sims))[::-1]
+        candidates = zip(r_idx[order].tolist(), persons[order].tolist())
         newly: list[int] = []
-        for _, r, person in candidates:
+        for r, person in candidates:
             row = int(open_rows[r])
             media = int(new_media_ids[row])
             if result[row] >= 0 or person in taken.get(media, ()) or person in forbidden.get(row, ()):
@@ -81,7 +97,7 @@ def match_faces(new_vectors: np.ndarray, new_media_ids: np.ndarray, known: Known
         if not newly:
             break
         # Chaining: what was matched now is known for the faces still open.
-        base_vectors = new_vectors[newly]
-        base_persons = result[newly]
+        chained, base_persons = new_vectors[newly], result[newly]
+        find = lambda q, k: top_k(q, chained, k)  # noqa: E731
         open_rows = np.array([r for r in open_rows.tolist() if result[r] < 0], dtype=np.int64)
     return result

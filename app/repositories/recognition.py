@@ -220,3 +220,65 @@ def delete_empty_automatic_persons(session: Session) -> int:
         delete(Persons).where(_resettable_person(), ~has_faces).execution_options(synchronize_session=False)
     )
     return result.rowcount or 0
+
+
+# --- large libraries: faces as arrays, vectors by id ------------------------------------
+
+@dataclass(frozen=True)
+class FaceTable:
+    """Every face with the vectors the deciding step needs, as arrays in face-id order."""
+
+    face_ids: np.ndarray  # int64, ascending
+    media_ids: np.ndarray  # int64
+    person_ids: np.ndarray  # int64, -1 for none
+    considered: np.ndarray  # bool: the assignment step has looked at this face before
+    open: np.ndarray  # bool: unassigned and the step may assign it (usable, not left alone by a user)
+
+
+TABLE_BATCH = 100_000
+
+
+def face_table(session: Session, facenet: str, model: str) -> FaceTable:
+    """Ids and states only (no vectors), read in batches into arrays: a million faces
+    are a few tens of megabytes."""
+    _, ready = _columns(facenet, model)
+    may_assign = and_(Faces.PersonId.is_(None), Faces.IsUsable.is_(True),
+                      or_(Faces.AssignedBy.is_(None), Faces.AssignedBy.in_((ASSIGNED_MATCHED, ASSIGNED_CLUSTERED))))
+    result = session.execute(
+        select(Faces.Id, Faces.MediaFileId, func.coalesce(Faces.PersonId, -1), Faces.ConsideredAt.is_not(None),
+               may_assign)
+        .where(ready).order_by(Faces.Id).execution_options(yield_per=TABLE_BATCH)
+    )
+    parts = []
+    for batch in result.partitions():
+        cols = list(zip(*batch))
+        parts.append([np.array(cols[0], np.int64), np.array(cols[1], np.int64), np.array(cols[2], np.int64),
+                      np.array(cols[3], bool), np.array(cols[4], bool)])
+    if not parts:
+        empty = np.zeros(0, np.int64)
+        return FaceTable(empty, empty, empty, np.zeros(0, bool), np.zeros(0, bool))
+    return FaceTable(*(np.concatenate([p[i] for p in parts]) for i in range(5)))
+
+
+def count_ready(session: Session, facenet: str, model: str) -> int:
+    _, ready = _columns(facenet, model)
+    return int(session.scalar(select(func.count()).select_from(Faces).where(ready)) or 0)
+
+
+def vectors_of(session: Session, face_ids: np.ndarray, facenet: str, model: str
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(ids, FaceNet vectors, deciding vectors or None when FaceNet decides) of these
+    faces in ascending id order; faces no longer there, or re-embedded by another model,
+    are left out."""
+    columns, ready = _columns(facenet, model)
+    ids_out, f_out, d_out = [], [], []
+    for chunk in chunks(face_ids.tolist()):
+        for r in session.execute(select(*columns).where(ready, Faces.Id.in_(chunk)).order_by(Faces.Id)):
+            ids_out.append(r[0])
+            f_out.append(np.frombuffer(r[4], np.float32))
+            if model != facenet:
+                d_out.append(np.frombuffer(r[5], np.float32))
+    ids = np.array(ids_out, np.int64)
+    fac = np.vstack(f_out) if f_out else np.zeros((0, 512), np.float32)
+    dec = (np.vstack(d_out) if d_out else np.zeros((0, 128), np.float32)) if model != facenet else None
+    return ids, fac, dec

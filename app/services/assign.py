@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
@@ -21,14 +22,16 @@ from app.db.models import ASSIGNED_CLUSTERED, ASSIGNED_MATCHED, WHO_RECLUSTER, W
 from app.db.types import utcnow
 from app.inference.names import facenet_setting, model_name
 from app.pipeline.assign import Faces as PlanFaces
-from app.pipeline.assign import plan, plan_linkage
+from app.pipeline.assign import Plan, plan, plan_linkage
 from app.pipeline.cluster import ClusterParams
-from app.pipeline.linkage import LinkageParams
-from app.pipeline.match import Known, top_k
+from app.pipeline.linkage import LinkageParams, Seeds
+from app.pipeline.match import Known
+from app.pipeline.neighbours import search
 from app.repositories import history as hrepo
 from app.repositories import persons as prepo
 from app.repositories import recognition as repo
 from app.repositories.history import LogEntry
+from app.storage.face_index import FaceIndex, IndexKey
 
 log = logging.getLogger("app.recognition")
 
@@ -118,15 +121,19 @@ def linkage_params(settings: Settings) -> LinkageParams:
     )
 
 
-def candidates(pool: repo.FaceVectors, near: float) -> np.ndarray:
+def candidates(pool: repo.FaceVectors, near: float, approximate: bool = False) -> np.ndarray:
     """Rows of `pool` to decide now: faces never looked at, and faces left over before
     that are close to one of those (similarity >= near on the deciding vectors). With
     nothing new, nothing: a run with nothing new changes nothing."""
-    fresh = np.flatnonzero(~pool.considered)
-    old = np.flatnonzero(pool.considered)
+    return _candidates(pool.vectors, pool.considered, near, approximate)
+
+
+def _candidates(vectors: np.ndarray, considered: np.ndarray, near: float, approximate: bool) -> np.ndarray:
+    fresh = np.flatnonzero(~considered)
+    old = np.flatnonzero(considered)
     if fresh.size == 0 or old.size == 0:
         return fresh
-    idx, sim = top_k(pool.vectors[fresh], pool.vectors[old], NEAR_NEIGHBOURS)
+    idx, sim = search(vectors[fresh], vectors[old], NEAR_NEIGHBOURS, approximate)
     close = np.unique(idx[(sim >= near) & (idx >= 0)])
     return np.sort(np.concatenate([fresh, old[close]]))
 
@@ -137,28 +144,30 @@ def _plan_faces(f: repo.FaceVectors, rows: np.ndarray | None = None) -> PlanFace
     return PlanFaces(f.match_vectors[rows], f.vectors[rows], f.media_ids[rows], f.person_ids[rows])
 
 
-def _entries(states: dict[int, prepo.FaceState], pairs, who: str, by: str | None) -> list[LogEntry]:
-    return [LogEntry(f, states[f].person_id, p, who, states[f].assigned_by, by, states[f].assigned_at)
-            for f, p in pairs if f in states]
+def _forbidden(session: Session, ids: np.ndarray) -> dict[int, set[int]]:
+    rejected = hrepo.rejections(session, ids.tolist())
+    return {i: rejected[f] for i, f in enumerate(ids.tolist()) if f in rejected}
 
 
-def _apply(session: Session, settings: Settings, previous: dict[int, int], log: list[LogEntry]) -> AssignReport:
-    """Decide, write, and append to `log` every face whose person changed."""
-    report = AssignReport()
+def _decide(session: Session, settings: Settings, report: AssignReport) -> tuple[np.ndarray, Plan]:
+    """The faces decided now (ids) and the decision, indices into them; small libraries:
+    every vector in memory and exact searches."""
     model = model_name(settings.embedder)
     facenet = model_name(facenet_setting(settings.embedder, settings.facenet))
+    if settings.cluster_algorithm == "linkage" and \
+            repo.count_ready(session, facenet, model) >= settings.large_library_faces:
+        return _decide_large(session, settings, facenet, model, report)
     pool = repo.unassigned_faces(session, facenet, model)
     if pool.face_ids.size == 0:
-        return report
+        return pool.face_ids, Plan()
     link = linkage_params(settings)
     rows = candidates(pool, link.threshold - NEAR_MARGIN)
     report.faces = int(rows.size)
     if rows.size == 0:
-        return report
+        return rows, Plan()
     known = repo.known_faces(session, facenet, model)
     ids = pool.face_ids[rows]
-    rejected = hrepo.rejections(session, ids.tolist())
-    forbidden = {i: rejected[f] for i, f in enumerate(ids.tolist()) if f in rejected}
+    forbidden = _forbidden(session, ids)
     if settings.cluster_algorithm == "linkage":
         decision = plan_linkage(_plan_faces(pool, rows), _plan_faces(known), settings.match_threshold, link,
                                 settings.link_min_size, free=repo.free_persons(session), forbidden=forbidden,
@@ -169,6 +178,71 @@ def _apply(session: Session, settings: Settings, previous: dict[int, int], log: 
             Known(known.vectors, known.person_ids, known.media_ids),
             settings.match_threshold, cluster_params(settings), settings.exemplars_per_person, forbidden,
         )
+    return ids, decision
+
+
+def index_key(settings: Settings, facenet: str, model: str) -> IndexKey:
+    return IndexKey(make_url(settings.database_url).render_as_string(hide_password=True), facenet, model)
+
+
+def open_index(session: Session, settings: Settings, facenet: str, model: str,
+               table: repo.FaceTable) -> FaceIndex:
+    """The vector index of this database and these models, in step with `table`."""
+    return FaceIndex.synced(
+        settings.data_dir / "vectors", index_key(settings, facenet, model), table.face_ids,
+        lambda ids: repo.vectors_of(session, ids, facenet, model),
+        min_rows=settings.large_library_faces, delta_rows=max(1, settings.large_library_faces // 5),
+    )
+
+
+def _decide_large(session: Session, settings: Settings, facenet: str, model: str,
+                  report: AssignReport) -> tuple[np.ndarray, Plan]:
+    """As `_decide`, for a large library: ids and states from the database as arrays,
+    vectors from the vector index (app/storage/face_index.py), known faces searched
+    through its IVF index, the other neighbour searches approximate."""
+    started = time.perf_counter()
+    table = repo.face_table(session, facenet, model)
+    index = open_index(session, settings, facenet, model, table)
+    rows = index.rows_of(table.face_ids)
+    open_rows = np.flatnonzero(table.open)
+    vectors = index.decide(rows[open_rows])
+    link = linkage_params(settings)
+    chosen = _candidates(vectors, table.considered[open_rows], link.threshold - NEAR_MARGIN, approximate=True)
+    report.faces = int(chosen.size)
+    log.info("large library: %d faces, %d without a person, %d to decide now (vectors read in %.1f s)",
+             table.face_ids.size, open_rows.size, chosen.size, time.perf_counter() - started)
+    if chosen.size == 0:
+        return np.zeros(0, np.int64), Plan()
+    faces = open_rows[chosen]
+    ids = table.face_ids[faces]
+    person_of_row = np.full(index.rows, -1, np.int64)
+    person_of_row[rows] = table.person_ids
+    media_of_row = np.full(index.rows, -1, np.int64)
+    media_of_row[rows] = table.media_ids
+    known = table.person_ids >= 0
+    free = repo.free_persons(session)
+    seeds = Seeds.of(index.decide(rows[known]), table.person_ids[known], table.media_ids[known], free)
+    match_vectors = index.facenet(rows[faces]) if known.any() else np.zeros((faces.size, 0), np.float32)
+    new = PlanFaces(match_vectors, vectors[chosen], table.media_ids[faces], table.person_ids[faces])
+    decision = plan_linkage(
+        new, PlanFaces(None, None, media_of_row, person_of_row), settings.match_threshold, link,  # type: ignore[arg-type]
+        settings.link_min_size, free=free, forbidden=_forbidden(session, ids), leftover=table.considered[faces],
+        known_search=lambda q, k: index.search(q, k, allowed=person_of_row >= 0), seeds=seeds, approximate=True,
+    )
+    return ids, decision
+
+
+def _entries(states: dict[int, prepo.FaceState], pairs, who: str, by: str | None) -> list[LogEntry]:
+    return [LogEntry(f, states[f].person_id, p, who, states[f].assigned_by, by, states[f].assigned_at)
+            for f, p in pairs if f in states]
+
+
+def _apply(session: Session, settings: Settings, previous: dict[int, int], log: list[LogEntry]) -> AssignReport:
+    """Decide, write, and append to `log` every face whose person changed."""
+    report = AssignReport()
+    ids, decision = _decide(session, settings, report)
+    if ids.size == 0:
+        return report
     now = utcnow()
     placed = set(decision.matched) | set(decision.joined) | {i for g in decision.new_groups for i in g}
     states = prepo.face_states(session, [int(ids[i]) for i in placed])  # before any write
@@ -190,7 +264,7 @@ def _apply(session: Session, settings: Settings, previous: dict[int, int], log: 
     log += _entries(states, joined, ASSIGNED_CLUSTERED, ASSIGNED_CLUSTERED)
     repo.touch_persons(session, [*decision.matched.values(), *decision.joined.values(), *group_persons,
                                  *decision.merged.values()])
-    repo.mark_considered(session, [int(ids[i]) for i in range(rows.size) if i not in placed], now)
+    repo.mark_considered(session, [int(ids[i]) for i in range(ids.size) if i not in placed], now)
 
     report.matched = len(decision.matched)
     report.joined = len(decision.joined)
