@@ -130,10 +130,10 @@ def cluster(vectors: np.ndarray, media_ids: np.ndarray, seeds: Seeds, p: Linkage
     sums = np.empty((total, x.shape[1]), np.float64 if total * x.shape[1] <= SUMS_FLOAT64_LIMIT else np.float32)
     sums[:m] = seeds.sums
     sums[m:] = x
-    counts = [int(c) for c in seeds.counts.tolist()] + [1] * n
+    counts = np.concatenate([seeds.counts, np.ones(n)])
     media = [set(s) for s in seeds.media] + [{int(v)} for v in media_ids.tolist()]
     known = [True] * m + [False] * n
-    stale = [False] * m + ([bool(v) for v in leftover.tolist()] if leftover is not None else [False] * n)
+    stale = np.concatenate([np.zeros(m, bool), np.zeros(n, bool) if leftover is None else np.asarray(leftover, bool)])
     free = [seeds.is_free(i) for i in range(m)] + [True] * n
     neighbours: list[set[int]] = [set() for _ in range(total)]
     version = [0] * total
@@ -147,51 +147,53 @@ def cluster(vectors: np.ndarray, media_ids: np.ndarray, seeds: Seeds, p: Linkage
         return any(_root(parent, s) == b for s in banned[a] or ()) or \
             any(_root(parent, s) == a for s in banned[b] or ())
 
-    def mergeable(a: int, b: int) -> bool:
-        return not (known[a] and known[b]) or (free[a] and free[b])
-
-    def link(a: int, b: int) -> None:
-        if a != b and mergeable(a, b):
-            neighbours[a].add(b)
-            neighbours[b].add(a)
-
+    known_arr = np.array(known, bool)
+    free_arr = np.array(free, bool)
+    parts: list[np.ndarray] = []  # candidate pairs (a, b), as rows of two
     if n > 1:
         idx, _ = search(x, x, min(p.neighbours + 1, n), approximate)
-        for i in range(n):
-            for j in idx[i].tolist():
-                if j >= 0:
-                    link(m + i, m + j)
+        rows = np.repeat(np.arange(n), idx.shape[1])
+        parts.append(np.stack([m + rows, m + idx.ravel()], 1)[idx.ravel() >= 0])
     if m:
         centres = (seeds.sums / np.maximum(np.linalg.norm(seeds.sums, axis=1, keepdims=True), 1e-12)).astype(np.float32)
         idx, _ = search(x, centres, min(p.neighbours, m), approximate)
-        for i in range(n):
-            near = [s for s in idx[i].tolist() if s >= 0]
-            for s in near:
-                link(m + i, s)
-            # persons near the same new face may be one person split in two
-            for j, s in enumerate(near):
-                for t in near[j + 1:]:
-                    link(s, t)
+        rows = np.repeat(np.arange(n), idx.shape[1])
+        parts.append(np.stack([m + rows, idx.ravel()], 1)[idx.ravel() >= 0])
+        # persons near the same new face may be one person split in two
+        for j in range(idx.shape[1]):
+            for t in range(j + 1, idx.shape[1]):
+                parts.append(np.stack([idx[:, j], idx[:, t]], 1)[(idx[:, j] >= 0) & (idx[:, t] >= 0)])
+    edges = np.concatenate(parts) if parts else np.zeros((0, 2), np.int64)
+    edges = np.sort(edges, axis=1)
+    a_, b_ = edges[:, 0], edges[:, 1]
+    keep = (a_ != b_) & (~(known_arr[a_] & known_arr[b_]) | (free_arr[a_] & free_arr[b_]))
+    pairs = np.unique(edges[keep, 0] * total + edges[keep, 1])
+    edges = np.stack([pairs // total, pairs % total], 1)
+    for a, b in edges.tolist():
+        neighbours[a].add(b)
+        neighbours[b].add(a)
 
+    def need_of(a, b):
+        """The bound pairs (a, b) must reach (a: one group or an array, b: an array): two
+        lone faces, and two persons already made, the stricter one; joining a person
+        known before this run, the join bound (the group bound when a face left over
+        before is involved); else the group bound."""
+        ka, kb = known_arr[a], known_arr[b]
+        return np.where((counts_arr[a] + counts_arr[b] == 2) | (ka & kb), p.pair_threshold,
+                        np.where(ka != kb, np.where(stale_arr[a] | stale_arr[b], p.threshold, p.join),
+                                 p.threshold))
+
+    counts_arr = counts.astype(np.float64)
+    stale_arr = stale.copy()
     heap: list[tuple[float, int, int, int, int]] = []
-
-    def push(a: int, b: int) -> None:
-        sim = float(sums[a] @ sums[b]) / (counts[a] * counts[b])
-        # two lone faces, and two persons already made, need the stricter bound; joining a
-        # person known before this run, the join bound
-        if counts[a] + counts[b] == 2 or (known[a] and known[b]):
-            need = p.pair_threshold
-        elif known[a] != known[b]:
-            need = p.threshold if stale[a] or stale[b] else p.join
-        else:
-            need = p.threshold
-        if sim >= need:
-            heapq.heappush(heap, (-sim, a, b, version[a], version[b]))
-
-    for a in range(total):
-        for b in neighbours[a]:
-            if a < b:
-                push(a, b)
+    # every candidate pair at once: similarities in slices, the pairs that reach their bound on the heap
+    for start in range(0, edges.shape[0], 262_144):
+        a, b = edges[start:start + 262_144, 0], edges[start:start + 262_144, 1]
+        sim = np.einsum("ij,ij->i", sums[a], sums[b], dtype=np.float64) / (counts_arr[a] * counts_arr[b])
+        ok = sim >= need_of(a, b)
+        heap.extend(zip((-sim[ok]).tolist(), a[ok].tolist(), b[ok].tolist(), [0] * int(ok.sum()),
+                        [0] * int(ok.sum())))
+    heapq.heapify(heap)
 
     while heap:
         _, a, b, va, vb = heapq.heappop(heap)
@@ -199,12 +201,12 @@ def cluster(vectors: np.ndarray, media_ids: np.ndarray, seeds: Seeds, p: Linkage
             continue
         if media[a] & media[b] or vetoed(a, b):
             continue  # one photo, one face per person; "not this person": never, however the groups grow
-        if known[b] and (not known[a] or counts[b] > counts[a]):
+        if known[b] and (not known[a] or counts_arr[b] > counts_arr[a]):
             a, b = b, a  # a known person keeps its identity; of two, the larger one
         sums[a] += sums[b]
-        counts[a] += counts[b]
+        counts_arr[a] += counts_arr[b]
         media[a] |= media[b]
-        stale[a] = stale[a] or stale[b]
+        stale_arr[a] = stale_arr[a] or stale_arr[b]
         if banned[b]:
             banned[a] = (banned[a] or set()) | banned[b]
         alive[b] = False
@@ -217,10 +219,19 @@ def cluster(vectors: np.ndarray, media_ids: np.ndarray, seeds: Seeds, p: Linkage
             if c != a:
                 neighbours[c].add(a)
         neighbours[b] = set()
-        for c in list(neighbours[a]):
-            if alive[c] and mergeable(a, c):
-                push(a, c)
         parent[b] = a
+        # the merged group against each live neighbour it may merge with, at once
+        cs = np.fromiter((c for c in neighbours[a] if alive[c]), np.int64)
+        if known[a] and not free[a]:
+            cs = cs[~known_arr[cs]]
+        elif known[a]:
+            cs = cs[~known_arr[cs] | free_arr[cs]]
+        if cs.size:
+            sim = (sums[cs] @ sums[a]).astype(np.float64) / (counts_arr[a] * counts_arr[cs])
+            ok = sim >= need_of(a, cs)
+            version_a = version[a]
+            for c, value in zip(cs[ok].tolist(), sim[ok].tolist()):
+                heapq.heappush(heap, (-value, a, c, version_a, version[c]))
     return (np.array([_root(parent, m + i) for i in range(n)], dtype=np.int64),
             np.array([_root(parent, i) for i in range(m)], dtype=np.int64))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from sqlalchemy.engine import make_url
@@ -70,6 +70,9 @@ class AssignReport:
     persons_merged: int = 0  # persons split in two made one again
     unassigned: int = 0
     seconds: float = 0.0
+    # seconds per phase: read (faces and vectors, the vector index kept in step), decide
+    # (matching and clustering), write (assignments, persons, log, covers)
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 def cluster_params(settings: Settings) -> ClusterParams:
@@ -209,8 +212,9 @@ def _decide_large(session: Session, settings: Settings, facenet: str, model: str
     link = linkage_params(settings)
     chosen = _candidates(vectors, table.considered[open_rows], link.threshold - NEAR_MARGIN, approximate=True)
     report.faces = int(chosen.size)
+    report.phases["read"] = time.perf_counter() - started
     log.info("large library: %d faces, %d without a person, %d to decide now (vectors read in %.1f s)",
-             table.face_ids.size, open_rows.size, chosen.size, time.perf_counter() - started)
+             table.face_ids.size, open_rows.size, chosen.size, report.phases["read"])
     if chosen.size == 0:
         return np.zeros(0, np.int64), Plan()
     faces = open_rows[chosen]
@@ -240,9 +244,12 @@ def _entries(states: dict[int, prepo.FaceState], pairs, who: str, by: str | None
 def _apply(session: Session, settings: Settings, previous: dict[int, int], log: list[LogEntry]) -> AssignReport:
     """Decide, write, and append to `log` every face whose person changed."""
     report = AssignReport()
+    started = time.perf_counter()
     ids, decision = _decide(session, settings, report)
+    report.phases["decide"] = time.perf_counter() - started - report.phases.get("read", 0.0)
     if ids.size == 0:
         return report
+    started = time.perf_counter()
     now = utcnow()
     placed = set(decision.matched) | set(decision.joined) | {i for g in decision.new_groups for i in g}
     states = prepo.face_states(session, [int(ids[i]) for i in placed])  # before any write
@@ -266,6 +273,7 @@ def _apply(session: Session, settings: Settings, previous: dict[int, int], log: 
                                  *decision.merged.values()])
     repo.mark_considered(session, [int(ids[i]) for i in range(ids.size) if i not in placed], now)
 
+    report.phases["write"] = time.perf_counter() - started
     report.matched = len(decision.matched)
     report.joined = len(decision.joined)
     report.clustered = len(pairs)
@@ -293,14 +301,20 @@ def _record(session: Session, kind: str, report: AssignReport, log: list[LogEntr
         hrepo.add_operation(session, kind, WHO_WORKER, summary, None, log)
 
 
+def _finish(session: Session, kind: str, report: AssignReport, entries: list[LogEntry]) -> None:
+    started = time.perf_counter()
+    _record(session, kind, report, entries)
+    prepo.refresh_covers(session, hrepo.persons_of(entries))
+    report.phases["log"] = time.perf_counter() - started
+
+
 def assign_unassigned(sessions: sessionmaker[Session], settings: Settings) -> AssignReport:
     started = time.perf_counter()
     with sessions.begin() as session:
         repo.lock_assignment(session)
         entries: list[LogEntry] = []
         report = _apply(session, settings, previous={}, log=entries)
-        _record(session, "recognize", report, entries)
-        prepo.refresh_covers(session, hrepo.persons_of(entries))
+        _finish(session, "recognize", report, entries)
     report.seconds = time.perf_counter() - started
     _log(report, "assignment")
     return report
@@ -316,8 +330,7 @@ def recluster(sessions: sessionmaker[Session], settings: Settings) -> AssignRepo
         log.info("recluster: cleared %d automatic assignments", cleared)
         report = _apply(session, settings, {f: s.person_id for f, s in before.items()}, entries)
         report.persons_deleted = repo.delete_empty_automatic_persons(session)
-        _record(session, "recluster", report, entries)
-        prepo.refresh_covers(session, hrepo.persons_of(entries))
+        _finish(session, "recluster", report, entries)
     report.seconds = time.perf_counter() - started
     _log(report, "recluster")
     return report

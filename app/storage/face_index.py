@@ -175,10 +175,10 @@ class FaceIndex:
         ids, facenet, decide = fetch(self.ids[rows])
         if ids.size != rows.size:
             return False
-        order = np.argsort(self.ids[rows])
-        ok = np.allclose(self.facenet(rows[order]), facenet, atol=1e-6)
+        back = self.rows_of(ids)
+        ok = np.allclose(self.facenet(back), facenet, atol=1e-6)
         if ok and decide is not None:
-            ok = np.allclose(self.decide(rows[order]), decide, atol=1e-6)
+            ok = np.allclose(self.decide(back), decide, atol=1e-6)
         return bool(ok)
 
     def _reset(self) -> None:
@@ -197,6 +197,8 @@ class FaceIndex:
         n = 0
         for start in range(0, ids.size, FETCH_CHUNK):
             got_ids, f, d = fetch(ids[start:start + FETCH_CHUNK])
+            order = np.argsort(got_ids)
+            got_ids, f, d = got_ids[order], f[order], (d[order] if d is not None else None)
             if facenet is None:
                 facenet = np.lib.format.open_memmap(f"{tmp}.facenet.npy", "w+", np.float32, (ids.size, f.shape[1]))
                 if d is not None:
@@ -269,6 +271,7 @@ class FaceIndex:
                                               faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = self.params.seed
         index.cp.niter = 10
+        index.cp.min_points_per_centroid = self.params.train_per_cell
         index.train(self.facenet(sample))
         return index
 
