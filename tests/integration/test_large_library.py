@@ -1,0 +1,126 @@
+"""The large-library path of the assignment step (vector index on disk, IVF searches),
+forced onto real dev photos with a low LARGE_LIBRARY_FACES, through the real database and
+the real models: the same persons as the exact path, new photos joining their person
+through the index, the index rebuilt when deleted, and two workers at once."""
+import json
+import shutil
+import subprocess
+import sys
+from collections import defaultdict
+
+from sqlalchemy import delete, select
+
+from app.db.engine import make_engine, session_factory
+from app.db.models import Faces, MediaFile, Persons
+from tests.integration.conftest import ROOT
+from tests.integration.test_recognition import IDENTITIES, _copy_identities, _main_faces, _persons_by_identity
+
+LARGE = {"LARGE_LIBRARY_FACES": "5"}
+
+
+def _partition(engine) -> set[frozenset[int]]:
+    """Faces grouped by person (unassigned faces alone)."""
+    with session_factory(engine)() as s:
+        rows = s.execute(select(Faces.Id, Faces.PersonId).where(Faces.IsUsable.is_(True))).all()
+    groups = defaultdict(set)
+    for fid, pid in rows:
+        groups[pid if pid is not None else -fid].add(fid)
+    return {frozenset(g) for g in groups.values()}
+
+
+def _manifest(cli) -> dict:
+    found = list((cli.cwd / "data" / "vectors").glob("*/manifest.json"))
+    assert len(found) == 1, found
+    return json.loads(found[0].read_text())
+
+
+def test_large_library_path_matches_the_exact_path_then_takes_new_photos(cli, db_url, tmp_path, faces_dev):
+    held = _copy_identities(faces_dev, tmp_path / "photos", skip_last=2)
+    assert cli("--ingest", str(tmp_path / "photos")).returncode == 0
+    res = cli("--all")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert not (cli.cwd / "data" / "vectors").exists()  # small library: exact, no index
+    engine = make_engine(db_url)
+    exact = _partition(engine)
+
+    res = cli("--recluster", **LARGE)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "large library" in res.stderr + res.stdout
+    assert _partition(engine) == exact  # the same persons through the index
+    manifest = _manifest(cli)
+    assert manifest["indexed"] > 0 and manifest["index"]
+
+    first = {ident: persons.most_common(1)[0][0] for ident, persons in _persons_by_identity(engine).items()}
+    with session_factory(engine)() as s:
+        persons_before = s.scalar(select(Persons.Id).order_by(Persons.Id.desc()).limit(1))
+    later = tmp_path / "later"
+    for ident, files in held.items():
+        (later / ident).mkdir(parents=True)
+        for f in files:
+            (later / ident / f.name).write_bytes(f.read_bytes())
+    assert cli("--ingest", str(later)).returncode == 0
+    res = cli("--all", **LARGE)
+    assert res.returncode == 0, res.stderr[-3000:]
+    with session_factory(engine)() as s:
+        paths = dict(s.execute(select(Faces.Id, MediaFile.FilePath).join(MediaFile)).all())
+        newest = s.scalar(select(Persons.Id).order_by(Persons.Id.desc()).limit(1))
+    joined = total = 0
+    for ident, faces in _main_faces(engine).items():
+        for fid, pid in faces:
+            if paths[fid].startswith(str(later)):
+                total += 1
+                joined += pid == first[ident]
+    assert total == 2 * len(IDENTITIES)
+    assert joined >= 0.9 * total, (joined, total)
+    assert newest == persons_before  # no duplicate person
+    assert _manifest(cli)["indexed"] > manifest["indexed"]  # the new faces went into the index
+    engine.dispose()
+
+
+def test_the_index_is_rebuilt_when_deleted_and_never_returns_deleted_faces(cli, db_url, tmp_path, faces_dev):
+    names = IDENTITIES[:3]
+    held = _copy_identities(faces_dev, tmp_path / "photos", names=names, skip_last=2)
+    assert cli("--ingest", str(tmp_path / "photos")).returncode == 0
+    assert cli("--all", **LARGE).returncode == 0
+    engine = make_engine(db_url)
+    by_identity = _persons_by_identity(engine)
+    # another application deletes every photo of one identity; the index still holds them
+    gone = names[0]
+    with session_factory(engine).begin() as s:
+        s.execute(delete(MediaFile).where(MediaFile.FilePath.like(f"%/{gone}/%")))
+    shutil.rmtree(cli.cwd / "data" / "vectors")
+    later = tmp_path / "later"
+    for ident, files in held.items():
+        (later / ident).mkdir(parents=True)
+        for f in files:
+            (later / ident / f.name).write_bytes(f.read_bytes())
+    assert cli("--ingest", str(later)).returncode == 0
+    res = cli("--all", **LARGE)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert _manifest(cli)["indexed"] > 0  # rebuilt from the database
+    after = _persons_by_identity(engine)
+    old_person = by_identity[gone].most_common(1)[0][0]
+    assert old_person not in after[gone]  # its faces are gone: the held-back photos found no such person
+    for ident in names[1:]:
+        assert after[ident].most_common(1)[0][0] == by_identity[ident].most_common(1)[0][0]
+    engine.dispose()
+
+
+def test_two_large_library_runs_at_once_make_no_duplicate_persons(pg_url, cli_factory, tmp_path, faces_dev):
+    cli = cli_factory(pg_url)
+    _copy_identities(faces_dev, tmp_path / "photos")
+    cli("--ingest", str(tmp_path / "photos"))
+    assert cli("--db").returncode == 0
+    procs = [subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--recognize"], cwd=cli.cwd,
+                              env={**cli.env, **LARGE, "WORKER_ID": f"r{i}"}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    engine = make_engine(pg_url)
+    owners = defaultdict(set)
+    for ident, persons in _persons_by_identity(engine).items():
+        owners[ident] |= {pid for pid in persons if pid is not None}
+    engine.dispose()
+    assert all(len(p) == 1 for p in owners.values()), owners
+    manifest = _manifest(cli)
+    assert manifest["indexed"] > 0
