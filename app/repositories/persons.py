@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Faces, MediaFile, Persons
 from app.repositories.faces import FACES, vector_columns
-from app.repositories.ids import chunks
+from app.repositories.ids import chunks, id_batches
 
 
 @dataclass(frozen=True)
@@ -95,10 +95,9 @@ class FaceState:
 
 def face_states(session: Session, face_ids: Iterable[int]) -> dict[int, FaceState]:
     out: dict[int, FaceState] = {}
-    for chunk in chunks(face_ids):
+    for where in id_batches(session, Faces.Id, face_ids):
         for r in session.execute(
-            select(Faces.Id, Faces.MediaFileId, Faces.PersonId, Faces.AssignedBy, Faces.AssignedAt)
-            .where(Faces.Id.in_(chunk))
+            select(Faces.Id, Faces.MediaFileId, Faces.PersonId, Faces.AssignedBy, Faces.AssignedAt).where(where)
         ):
             out[r[0]] = FaceState(*r)
     return out

@@ -22,7 +22,7 @@ from app.db.models import (
     Persons,
 )
 from app.repositories.faces import FACES
-from app.repositories.ids import chunks
+from app.repositories.ids import ARRAY_CHUNK, chunks, id_batches
 from app.repositories.persons import FaceState
 
 # Any fixed number: the key of the PostgreSQL advisory lock of the assignment step.
@@ -149,18 +149,9 @@ def merge_persons(session: Session, merged: dict[int, int], now: datetime) -> No
 
 def mark_considered(session: Session, face_ids: Sequence[int], now: datetime) -> None:
     """Faces the assignment step looked at and left without a person."""
-    if session.get_bind().dialect.name == "postgresql":
-        ordered = sorted(set(face_ids))
-        for start in range(0, len(ordered), ARRAY_CHUNK):
-            session.execute(update(Faces).where(Faces.Id == func.any(ordered[start:start + ARRAY_CHUNK]))
-                            .values(ConsideredAt=now).execution_options(synchronize_session=False))
-        return
-    for chunk in chunks(face_ids):
-        session.execute(update(Faces).where(Faces.Id.in_(chunk))
-                        .values(ConsideredAt=now).execution_options(synchronize_session=False))
-
-
-ARRAY_CHUNK = 50_000  # PostgreSQL: ids per statement when they travel as one array
+    for where in id_batches(session, Faces.Id, face_ids):
+        session.execute(update(Faces).where(where).values(ConsideredAt=now)
+                        .execution_options(synchronize_session=False))
 
 
 def assign(session: Session, face_person: Sequence[tuple[int, int]], how: str, now: datetime) -> None:
@@ -290,8 +281,8 @@ def vectors_of(session: Session, face_ids: np.ndarray, facenet: str, model: str
     are left out."""
     columns, ready = _columns(facenet, model)
     ids_out, f_out, d_out = [], [], []
-    for chunk in chunks(face_ids.tolist()):
-        for r in session.execute(select(*columns).where(ready, Faces.Id.in_(chunk)).order_by(Faces.Id)):
+    for where in id_batches(session, Faces.Id, face_ids.tolist()):
+        for r in session.execute(select(*columns).where(ready, where).order_by(Faces.Id)):
             ids_out.append(r[0])
             f_out.append(np.frombuffer(r[4], np.float32))
             if model != facenet:
