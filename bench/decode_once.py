@@ -34,7 +34,7 @@ from app.pipeline.crop import face_crop  # noqa: E402
 from app.pipeline.decode import load, load_rgb  # noqa: E402
 from app.types import Box  # noqa: E402
 from app.services.detect import analyze_options  # noqa: E402
-from app.services.embed import embed_crops  # noqa: E402
+from app.pipeline.crop import l2_normalise, standardise  # noqa: E402
 
 SIZES = {"12MP": (4000, 3000), "24MP": (6000, 4000)}
 HIRES = ["Angelina_Jolie/16.jpg", "Angelina_Jolie/21.jpg", "Barack_Obama/03.jpg", "Joseph_Biden/06.jpg",
@@ -76,6 +76,12 @@ def make_images(data: Path, out: Path):
             path = out / f"{label}-{name}.jpg"
             canvas.save(path, quality=90)
             yield label, name, path, placed
+
+
+def embed_crops(embedder, crops: np.ndarray, flip: bool) -> np.ndarray:
+    """FaceNet vectors of 160x160 uint8 crops, as the embedding stage makes them (no flip here)."""
+    assert not flip
+    return l2_normalise(embedder.embed(standardise(np.ascontiguousarray(crops))))
 
 
 def timed(fn, repeat):

@@ -42,3 +42,33 @@ def test_faces_embedded_at_detection_match_the_embedding_stage(cli_factory, db_u
         cosine = float(v @ at_detection[key])
         # a photo decoded at full size gives the very same crop; a reduced decode, nearly
         assert cosine > (0.9999 if key[0] == "small.jpg" else 0.98), (key, cosine)
+
+
+def test_faces_too_small_in_the_reduced_decode_are_embedded_from_a_full_decode(cli_factory, db_url, request,
+                                                                               tmp_path, faces_dev):
+    """--all decodes the photo once more at full size on the helper thread, instead of leaving
+    those faces to the embedding stage: the embedding stage then has nothing to do, and the
+    vectors are exactly the ones it would have stored."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    canvas = Image.new("RGB", (2400, 1800), (128, 128, 128))  # decoded at 1/2 for detection
+    for k, name in enumerate(("Al_Gore", "Angelina_Jolie", "Barack_Obama")):
+        face = Image.open(faces_dev / name / "01.jpg").convert("RGB").resize((200, 200), Image.Resampling.LANCZOS)
+        canvas.paste(face, (200 + 700 * k, 800))
+    canvas.save(photos / "camera.jpg", quality=95)  # faces under 200 px here, under 100 in the reduced decode
+    other = (f"sqlite:///{tmp_path / 'other.db'}" if db_url.startswith("sqlite")
+             else _pg_url(request.getfixturevalue("pg_databases"), request.getfixturevalue("pg_template")))
+    runs = {}
+    for url, min_px in ((db_url, "100"), (other, "0")):
+        cli = cli_factory(url)
+        assert cli("--ingest", str(photos)).returncode == 0
+        res = cli("--all", EMBED_AT_DETECTION_MIN_PX=min_px, THUMBNAIL_SAVE_PATH=str(tmp_path / min_px))
+        assert res.returncode == 0, res.stderr
+        runs[min_px] = (res.stdout, _vectors(url))
+    out, at_detection = runs["100"]
+    stage = runs["0"][1]
+    assert at_detection.keys() == stage.keys() and len(stage) >= 2  # every usable face
+    assert f"{len(stage)} faces embedded on the way" in out and "recognition: 0 faces embedded" in out, out
+    for key, v in stage.items():
+        assert json.loads(key[1])["h"] < 200  # too small in the reduced decode for the first way
+        assert float(v @ at_detection[key]) > 0.99999, key
