@@ -141,7 +141,8 @@ def _confirmed(matched: np.ndarray, vectors: np.ndarray, seeds: Seeds, persons: 
 def plan_linkage(new: Faces, known: Faces, threshold: float, params: LinkageParams, min_size: int,
                  free: set[int] | frozenset[int] = frozenset(), forbidden: dict[int, set[int]] | None = None,
                  leftover: np.ndarray | None = None, known_search: Search | None = None,
-                 seeds: tuple[Seeds, np.ndarray] | None = None, approximate: bool = False) -> Plan:
+                 seeds: tuple[Seeds, np.ndarray] | None = None, approximate: bool = False,
+                 match_only: np.ndarray | None = None) -> Plan:
     """`free`: persons that may merge with each other (automatic, unnamed, untouched by users).
     `forbidden`: new face index -> persons it must never be given (a user's "not this person").
     `leftover`: faces an earlier run left alone (bool per face): they join a known person
@@ -150,12 +151,21 @@ def plan_linkage(new: Faces, known: Faces, threshold: float, params: LinkagePara
     (a vector index; `known.match_vectors` is then not read and `known.person_ids` is -1
     where a row has no person), `seeds` are the known persons as groups (`Seeds.of`, else
     made from `known.vectors`), and `approximate` lets the other neighbour searches use
-    an inverted-file index (app/pipeline/neighbours.py)."""
+    an inverted-file index (app/pipeline/neighbours.py). `match_only` (bool per face): the
+    faces matching looks at (the others go straight to clustering, where they may still
+    join a known person by the deciding vectors)."""
     result = Plan()
     forbidden = forbidden or {}
-    matched = match_faces(new.match_vectors, new.media_ids,
-                          Known(known.match_vectors, known.person_ids, known.media_ids), threshold, forbidden,
-                          search=known_search)
+    known_for_match = Known(known.match_vectors, known.person_ids, known.media_ids)
+    if match_only is None:
+        matched = match_faces(new.match_vectors, new.media_ids, known_for_match, threshold, forbidden,
+                              search=known_search)
+    else:
+        rows = np.flatnonzero(match_only)
+        back = {int(r): j for j, r in enumerate(rows.tolist())}
+        matched = np.full(new.media_ids.size, -1, np.int64)
+        matched[rows] = match_faces(new.match_vectors[rows], new.media_ids[rows], known_for_match, threshold,
+                                    {back[i]: f for i, f in forbidden.items() if i in back}, search=known_search)
     base, persons = seeds or Seeds.of(known.vectors, known.person_ids, known.media_ids, free)
     stale = np.zeros(matched.size, bool) if leftover is None else np.asarray(leftover, bool)
     matched = _confirmed(matched, new.vectors, base, persons, np.where(stale, params.threshold, params.join),

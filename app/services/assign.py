@@ -233,12 +233,20 @@ def _decide_large(session: Session, settings: Settings, facenet: str, model: str
     known = table.person_ids >= 0
     free = repo.free_persons(session)
     seeds = Seeds.of(index.decide(rows[known]), table.person_ids[known], table.media_ids[known], free)
-    match_vectors = index.facenet(rows[faces]) if known.any() else np.zeros((faces.size, 0), np.float32)
+    # Matching looks at faces never considered before: a face left over by an earlier run
+    # was matched against the known faces then, and may still join a person by clustering
+    # (at the group bound); searching the index for it again at a million faces would cost
+    # ten times the new faces' searches (each new face brings up to 10 leftovers back).
+    fresh = ~table.considered[faces]
+    match_vectors = np.zeros((faces.size, index.facenet(rows[:1]).shape[1] if rows.size else 0), np.float32)
+    if known.any() and fresh.any():
+        match_vectors[fresh] = index.facenet(rows[faces[fresh]])
     new = PlanFaces(match_vectors, vectors[chosen], table.media_ids[faces], table.person_ids[faces])
     decision = plan_linkage(
         new, PlanFaces(None, None, media_of_row, person_of_row), settings.match_threshold, link,  # type: ignore[arg-type]
         settings.link_min_size, free=free, forbidden=_forbidden(session, ids), leftover=table.considered[faces],
         known_search=lambda q, k: index.search(q, k, allowed=person_of_row >= 0), seeds=seeds, approximate=True,
+        match_only=fresh,
     )
     return ids, decision
 
