@@ -16,6 +16,9 @@ from app.db.models import WHO_USER, AssignmentLog, FaceRejections, Operations
 from app.repositories.ids import chunks
 
 
+LOG_CHUNK = 50_000  # log rows built and sent at once
+
+
 @dataclass(frozen=True)
 class LogEntry:
     face_id: int
@@ -38,12 +41,12 @@ def add_operation(session: Session, kind: str, who: str, summary: str, details: 
         insert(Operations).values(Kind=kind, Who=who, Summary=summary, Details=details, UndoOf=undo_of)
         .returning(Operations.Id)
     ).scalar_one()
-    if entries:
+    for start in range(0, len(entries), LOG_CHUNK):  # a first run over a million faces: 20 inserts
         session.execute(insert(AssignmentLog), [
             {"OperationId": op_id, "FaceId": e.face_id, "OldPersonId": e.old_person, "NewPersonId": e.new_person,
              "Who": e.who, "OldAssignedBy": e.old_assigned_by, "NewAssignedBy": e.new_assigned_by,
              "OldAssignedAt": e.old_assigned_at}
-            for e in entries
+            for e in entries[start:start + LOG_CHUNK]
         ])
     return op_id
 
