@@ -194,8 +194,9 @@ def raw_embedders(url: str, settings, encoder) -> tuple[int, float, float]:
     return len(faces), r1.seconds, second
 
 
-def one_repetition(files, settings, tmp: Path, server, rep: int, detector, encoder, detect_only: bool) -> dict:
-    out: dict = {"busy before": wait_quiet()}
+def one_repetition(files, settings, tmp: Path, server, rep: int, detector, encoder, detect_only: bool,
+                   quiet_wait: float) -> dict:
+    out: dict = {"busy before": wait_quiet(quiet_wait)}
     with Run() as r:
         out["raw detector"] = raw_detector(files, settings, detector)
     out["others raw detector"] = r.others
@@ -240,6 +241,8 @@ def main() -> None:
     ap.add_argument("--camera", type=int, default=0, help="measure on N 12-megapixel JPEGs made from dev photos")
     ap.add_argument("--database-url", help="a PostgreSQL server URL: each run gets a new database on it")
     ap.add_argument("--detect-only", action="store_true", help="only the raw detector and --db")
+    ap.add_argument("--quiet-wait", type=float, default=180.0,
+                    help="before each repetition, wait up to this many seconds for a nearly idle machine")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     settings = load_settings(env_file=None)
@@ -258,7 +261,8 @@ def main() -> None:
             files = image_files(args.data, args.limit)
             what = f"{len(files)} images from {args.data}"
         load1 = os.getloadavg()
-        runs = [one_repetition(files, settings, tmp, args.database_url, rep, detector, encoder, args.detect_only)
+        runs = [one_repetition(files, settings, tmp, args.database_url, rep, detector, encoder, args.detect_only,
+                               args.quiet_wait)
                 for rep in range(args.repeat)]
     mem = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{datetime.datetime.now():%Y-%m-%d %H:%M}; {platform.node()}: {os.cpu_count()} CPUs "
