@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import multiprocessing as mp
 import os
 import platform
 import resource
@@ -164,16 +163,9 @@ def _run(url: str, data_dir: str, mode: str, out) -> None:
 
 
 def run(url: str, data_dir: str, mode: str, timeout: float) -> dict:
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    proc = ctx.Process(target=_run, args=(url, data_dir, mode, out))
-    proc.start()
-    proc.join(timeout)
-    if proc.is_alive():
-        proc.kill()
-        proc.join()
-        return {"timeout": timeout}
-    return out.get() if not out.empty() else {"error": f"exit code {proc.exitcode}"}
+    from bench.recognition_scale import measure
+
+    return measure(_run, (url, data_dir, mode), timeout)
 
 
 def quality(url: str, labels: np.ndarray) -> tuple[float, float]:

@@ -13,7 +13,13 @@ from sqlalchemy import delete, select
 from app.db.engine import make_engine, session_factory
 from app.db.models import Faces, MediaFile, Persons
 from tests.integration.conftest import ROOT
-from tests.integration.test_recognition import IDENTITIES, _copy_identities, _main_faces, _persons_by_identity
+from tests.integration.test_recognition import (
+    IDENTITIES,
+    _copy_identities,
+    _main_faces,
+    _persons_by_identity,
+    _write_held,
+)
 
 LARGE = {"LARGE_LIBRARY_FACES": "5"}
 
@@ -53,11 +59,7 @@ def test_large_library_path_matches_the_exact_path_then_takes_new_photos(cli, db
     first = {ident: persons.most_common(1)[0][0] for ident, persons in _persons_by_identity(engine).items()}
     with session_factory(engine)() as s:
         persons_before = s.scalar(select(Persons.Id).order_by(Persons.Id.desc()).limit(1))
-    later = tmp_path / "later"
-    for ident, files in held.items():
-        (later / ident).mkdir(parents=True)
-        for f in files:
-            (later / ident / f.name).write_bytes(f.read_bytes())
+    later = _write_held(held, tmp_path / "later")
     assert cli("--ingest", str(later)).returncode == 0
     res = cli("--all", **LARGE)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -89,11 +91,7 @@ def test_the_index_is_rebuilt_when_deleted_and_never_returns_deleted_faces(cli, 
     with session_factory(engine).begin() as s:
         s.execute(delete(MediaFile).where(MediaFile.FilePath.like(f"%/{gone}/%")))
     shutil.rmtree(cli.cwd / "data" / "vectors")
-    later = tmp_path / "later"
-    for ident, files in held.items():
-        (later / ident).mkdir(parents=True)
-        for f in files:
-            (later / ident / f.name).write_bytes(f.read_bytes())
+    later = _write_held(held, tmp_path / "later")
     assert cli("--ingest", str(later)).returncode == 0
     res = cli("--all", **LARGE)
     assert res.returncode == 0, res.stderr[-3000:]

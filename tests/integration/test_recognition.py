@@ -33,6 +33,15 @@ def _copy_identities(faces_dev: Path, dest: Path, names=IDENTITIES, skip_last: i
     return held
 
 
+def _write_held(held: dict[str, list[Path]], dest: Path) -> Path:
+    """The held-back photos copied into dest/<identity>/ (photos added later)."""
+    for ident, files in held.items():
+        (dest / ident).mkdir(parents=True, exist_ok=True)
+        for f in files:
+            (dest / ident / f.name).write_bytes(f.read_bytes())
+    return dest
+
+
 def _main_faces(engine) -> dict[str, list[tuple[int, int | None]]]:
     """identity folder -> [(face id, person id)] of the largest face of each photo."""
     with session_factory(engine)() as s:
@@ -135,11 +144,7 @@ def test_new_photos_of_known_people_join_their_person(cli, db_url, tmp_path, fac
     with session_factory(engine)() as s:
         persons_before = s.scalar(select(Persons.Id).order_by(Persons.Id.desc()).limit(1))
 
-    later = tmp_path / "later"
-    for ident, files in held.items():
-        (later / ident).mkdir(parents=True)
-        for f in files:
-            (later / ident / f.name).write_bytes(f.read_bytes())
+    later = _write_held(held, tmp_path / "later")
     cli("--ingest", str(later))
     assert cli("--all").returncode == 0
     joined = total = 0
