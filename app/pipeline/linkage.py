@@ -130,10 +130,11 @@ def cluster(vectors: np.ndarray, media_ids: np.ndarray, seeds: Seeds, p: Linkage
     sums = np.empty((total, x.shape[1]), np.float64 if total * x.shape[1] <= SUMS_FLOAT64_LIMIT else np.float32)
     sums[:m] = seeds.sums
     sums[m:] = x
-    counts = np.concatenate([seeds.counts, np.ones(n)])
+    counts_arr = np.concatenate([seeds.counts, np.ones(n)]).astype(np.float64)
     media = [set(s) for s in seeds.media] + [{int(v)} for v in media_ids.tolist()]
     known = [True] * m + [False] * n
-    stale = np.concatenate([np.zeros(m, bool), np.zeros(n, bool) if leftover is None else np.asarray(leftover, bool)])
+    stale_arr = np.concatenate([np.zeros(m, bool),
+                                np.zeros(n, bool) if leftover is None else np.asarray(leftover, bool)])
     free = [seeds.is_free(i) for i in range(m)] + [True] * n
     neighbours: list[set[int]] = [set() for _ in range(total)]
     version = [0] * total
@@ -183,8 +184,6 @@ def cluster(vectors: np.ndarray, media_ids: np.ndarray, seeds: Seeds, p: Linkage
                         np.where(ka != kb, np.where(stale_arr[a] | stale_arr[b], p.threshold, p.join),
                                  p.threshold))
 
-    counts_arr = counts.astype(np.float64)
-    stale_arr = stale.copy()
     heap: list[tuple[float, int, int, int, int]] = []
     # every candidate pair at once: similarities in slices, the pairs that reach their bound on the heap
     for start in range(0, edges.shape[0], 262_144):
