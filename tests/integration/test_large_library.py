@@ -16,7 +16,7 @@ from tests.integration.conftest import ROOT
 from tests.integration.test_recognition import (
     IDENTITIES,
     _copy_identities,
-    _main_faces,
+    _joined_later,
     _persons_by_identity,
     _write_held,
 )
@@ -64,14 +64,8 @@ def test_large_library_path_matches_the_exact_path_then_takes_new_photos(cli, db
     res = cli("--all", **LARGE)
     assert res.returncode == 0, res.stderr[-3000:]
     with session_factory(engine)() as s:
-        paths = dict(s.execute(select(Faces.Id, MediaFile.FilePath).join(MediaFile)).all())
         newest = s.scalar(select(Persons.Id).order_by(Persons.Id.desc()).limit(1))
-    joined = total = 0
-    for ident, faces in _main_faces(engine).items():
-        for fid, pid in faces:
-            if paths[fid].startswith(str(later)):
-                total += 1
-                joined += pid == first[ident]
+    joined, total = _joined_later(engine, first, later)
     assert total == 2 * len(IDENTITIES)
     assert joined >= 0.9 * total, (joined, total)
     assert newest == persons_before  # no duplicate person

@@ -42,6 +42,20 @@ def _write_held(held: dict[str, list[Path]], dest: Path) -> Path:
     return dest
 
 
+def _joined_later(engine, first: dict[str, int | None], later: Path) -> tuple[int, int]:
+    """(faces of photos under `later` whose person is their identity's person in `first`,
+    all faces of photos under `later`), main faces only."""
+    with session_factory(engine)() as s:
+        paths = dict(s.execute(select(Faces.Id, MediaFile.FilePath).join(MediaFile)).all())
+    joined = total = 0
+    for ident, faces in _main_faces(engine).items():
+        for fid, pid in faces:
+            if paths[fid].startswith(str(later)):
+                total += 1
+                joined += pid == first[ident]
+    return joined, total
+
+
 def _main_faces(engine) -> dict[str, list[tuple[int, int | None]]]:
     """identity folder -> [(face id, person id)] of the largest face of each photo."""
     with session_factory(engine)() as s:
@@ -147,14 +161,7 @@ def test_new_photos_of_known_people_join_their_person(cli, db_url, tmp_path, fac
     later = _write_held(held, tmp_path / "later")
     cli("--ingest", str(later))
     assert cli("--all").returncode == 0
-    joined = total = 0
-    for ident, faces in _main_faces(engine).items():
-        with session_factory(engine)() as s:
-            paths = {fid: p for fid, p in s.execute(select(Faces.Id, MediaFile.FilePath).join(MediaFile))}
-        for fid, pid in faces:
-            if paths[fid].startswith(str(later)):
-                total += 1
-                joined += pid == first[ident]
+    joined, total = _joined_later(engine, first, later)
     assert total == 2 * len(IDENTITIES)
     assert joined >= 0.9 * total, (joined, total)
     with session_factory(engine)() as s:
