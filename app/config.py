@@ -154,11 +154,12 @@ class Settings:
     # known people join them instead of forming duplicate persons.
     exemplars_per_person: int = 10
     # Large libraries: from this many embedded faces on, the assignment step keeps every
-    # face's vectors in a vector index on disk (DATA_DIR/vectors, rebuilt from the database
-    # whenever needed), searches known faces through an inverted-file index instead of
-    # comparing with each of them, and builds the clustering's neighbour graph the same
-    # way: time near-linear in the faces, memory bounded (README, "Scale"). Below it,
-    # every search is exact. Lower it to try the large-library path on a small library.
+    # face's vectors in a vector store on disk (DATA_DIR/vectors, rebuilt from the database
+    # whenever needed), matches a new face only against the faces of the person its
+    # deciding vector is nearest to (person centres searched through an inverted-file
+    # index), and builds the clustering's neighbour graph the same way: time near-linear
+    # in the faces, memory bounded (README, "Scale"). Below it, every search is exact.
+    # Lower it to try the large-library path on a small library.
     large_library_faces: int = 50_000
     # How long a claimed item stays reserved for one worker; a worker that dies
     # releases its items when this runs out. Must exceed the time of one batch.

@@ -23,7 +23,7 @@ import numpy as np
 
 from app.pipeline.cluster import ClusterParams, cluster_vectors, split_same_photo
 from app.pipeline.linkage import LinkageParams, Seeds, cluster
-from app.pipeline.match import Known, Search, match_faces, top_k
+from app.pipeline.match import FacesOf, Known, match_faces, match_to_persons, top_k
 from app.pipeline.neighbours import search
 
 
@@ -113,7 +113,7 @@ class Faces:
 
 
 def _confirmed(matched: np.ndarray, vectors: np.ndarray, seeds: Seeds, persons: np.ndarray,
-               bound: float | np.ndarray, approximate: bool = False) -> np.ndarray:
+               bound: float | np.ndarray) -> np.ndarray:
     """A FaceNet match stands only when the deciding vectors agree: the face's average
     similarity to the person's known faces reaches the join bound and no other person
     is closer on average (look-alike relatives pass FaceNet's 0.8 more often than SFace's
@@ -124,13 +124,6 @@ def _confirmed(matched: np.ndarray, vectors: np.ndarray, seeds: Seeds, persons: 
     means = seeds.sums / seeds.counts[:, None]
     out = matched.copy()
     bounds = np.broadcast_to(np.asarray(bound, np.float64), matched.shape)
-    if approximate:
-        # nearest means through the index, and the exact similarity to the matched person's
-        idx, sim = search(vectors[rows], means.astype(np.float32), 1, approximate=True)
-        own = np.einsum("qd,qd->q", vectors[rows].astype(np.float64), means[np.searchsorted(persons, matched[rows])])
-        refuse = (own < bounds[rows]) | ((persons[idx[:, 0]] != matched[rows]) & (sim[:, 0] > own))
-        out[rows[refuse]] = -1
-        return out
     idx, sim = top_k(vectors[rows].astype(np.float64), means, 1)
     for j, r in enumerate(rows.tolist()):
         if persons[idx[j, 0]] != matched[r] or sim[j, 0] < bounds[r]:
@@ -138,38 +131,64 @@ def _confirmed(matched: np.ndarray, vectors: np.ndarray, seeds: Seeds, persons: 
     return out
 
 
+def _nearest_persons(vectors: np.ndarray, seeds: Seeds, bound: np.ndarray) -> np.ndarray:
+    """Per face, the seed whose faces it resembles most on average (the deciding
+    vectors), where that average reaches `bound`; else -1. Large libraries: the person
+    centres are searched through an inverted-file index; the average is then exact."""
+    means = seeds.sums / seeds.counts[:, None]
+    idx, _ = search(vectors, means.astype(np.float32), 1, approximate=True)
+    near = idx[:, 0]
+    own = np.einsum("qd,qd->q", vectors.astype(np.float64), means[np.maximum(near, 0)])
+    return np.where((near >= 0) & (own >= bound), near, -1)
+
+
+def match_known(new: Faces, known: Faces, seeds: Seeds, persons: np.ndarray, threshold: float,
+                bounds: np.ndarray, forbidden: dict[int, set[int]], rows: np.ndarray,
+                faces_of: FacesOf | None = None) -> np.ndarray:
+    """The matching step of `plan_linkage`: a known person id per new face, or -1, for
+    the faces `rows` (the others -1). FaceNet at `threshold`, confirmed by the deciding
+    vectors (`bounds`: per face). Exact: every known face searched, then `_confirmed`.
+    Large libraries (`faces_of`): the deciding vectors choose the one person a face may
+    match, and only that person's faces are compared (`match_to_persons`)."""
+    back = {int(r): j for j, r in enumerate(rows.tolist())}
+    only = {back[i]: f for i, f in forbidden.items() if i in back}
+    matched = np.full(new.media_ids.size, -1, np.int64)
+    if faces_of is None:
+        known_for_match = Known(known.match_vectors, known.person_ids, known.media_ids)
+        matched[rows] = match_faces(new.match_vectors[rows], new.media_ids[rows], known_for_match, threshold, only)
+        return _confirmed(matched, new.vectors, seeds, persons, bounds)
+    if rows.size and persons.size:
+        near = _nearest_persons(new.vectors[rows], seeds, bounds[rows])
+        candidate = np.where(near >= 0, persons[np.maximum(near, 0)], -1)
+        matched[rows] = match_to_persons(new.match_vectors[rows], new.media_ids[rows], candidate,
+                                         seeds.counts[np.maximum(near, 0)], faces_of, threshold, only)
+    return matched
+
+
 def plan_linkage(new: Faces, known: Faces, threshold: float, params: LinkageParams, min_size: int,
                  free: set[int] | frozenset[int] = frozenset(), forbidden: dict[int, set[int]] | None = None,
-                 leftover: np.ndarray | None = None, known_search: Search | None = None,
+                 leftover: np.ndarray | None = None, faces_of: FacesOf | None = None,
                  seeds: tuple[Seeds, np.ndarray] | None = None, approximate: bool = False,
                  match_only: np.ndarray | None = None) -> Plan:
     """`free`: persons that may merge with each other (automatic, unnamed, untouched by users).
     `forbidden`: new face index -> persons it must never be given (a user's "not this person").
     `leftover`: faces an earlier run left alone (bool per face): they join a known person
     only at the linkage threshold, never at the lower join bound.
-    Large libraries: `known_search` finds the nearest known faces on the FaceNet vectors
-    (a vector index; `known.match_vectors` is then not read and `known.person_ids` is -1
-    where a row has no person), `seeds` are the known persons as groups (`Seeds.of`, else
-    made from `known.vectors`), and `approximate` lets the other neighbour searches use
-    an inverted-file index (app/pipeline/neighbours.py). `match_only` (bool per face): the
-    faces matching looks at (the others go straight to clustering, where they may still
-    join a known person by the deciding vectors)."""
+    Large libraries (`faces_of` given, reading the known faces of some persons): the
+    known persons come as `seeds` (`Seeds.of`; `known` is not read), the deciding vectors
+    choose the one person each face may match (the nearest on average, at the join
+    bound: what `_confirmed` would keep), and FaceNet confirms it against that person's
+    faces only (`match_to_persons`): no search over every known face. `approximate` lets
+    the neighbour searches use an inverted-file index (app/pipeline/neighbours.py).
+    `match_only` (bool per face): the faces matching looks at (the others go straight to
+    clustering, where they may still join a known person by the deciding vectors)."""
     result = Plan()
     forbidden = forbidden or {}
-    known_for_match = Known(known.match_vectors, known.person_ids, known.media_ids)
-    if match_only is None:
-        matched = match_faces(new.match_vectors, new.media_ids, known_for_match, threshold, forbidden,
-                              search=known_search)
-    else:
-        rows = np.flatnonzero(match_only)
-        back = {int(r): j for j, r in enumerate(rows.tolist())}
-        matched = np.full(new.media_ids.size, -1, np.int64)
-        matched[rows] = match_faces(new.match_vectors[rows], new.media_ids[rows], known_for_match, threshold,
-                                    {back[i]: f for i, f in forbidden.items() if i in back}, search=known_search)
     base, persons = seeds or Seeds.of(known.vectors, known.person_ids, known.media_ids, free)
-    stale = np.zeros(matched.size, bool) if leftover is None else np.asarray(leftover, bool)
-    matched = _confirmed(matched, new.vectors, base, persons, np.where(stale, params.threshold, params.join),
-                         approximate)
+    stale = np.zeros(new.media_ids.size, bool) if leftover is None else np.asarray(leftover, bool)
+    bounds = np.where(stale, params.threshold, params.join)
+    rows = np.arange(new.media_ids.size) if match_only is None else np.flatnonzero(match_only)
+    matched = match_known(new, known, base, persons, threshold, bounds, forbidden, rows, faces_of)
     result.matched = {i: int(p) for i, p in enumerate(matched.tolist()) if p >= 0}
     left = np.flatnonzero(matched < 0)
     if left.size == 0:

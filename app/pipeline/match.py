@@ -19,6 +19,10 @@ TOP_K = 8  # candidate matches kept per new face (needed for the same-photo rule
 
 # (query vectors, k) -> (indices, similarities), as top_k
 Search = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+# person ids -> the known faces of those persons (a large library's faces, read from disk)
+FacesOf = Callable[[np.ndarray], "Known"]
+# known faces compared at once when matching to one person each (about 512 MB of FaceNet vectors)
+PERSON_FACES_CHUNK = 262_144
 
 
 @dataclass(frozen=True)
@@ -53,12 +57,9 @@ def top_k(queries: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray, np
 
 
 def match_faces(new_vectors: np.ndarray, new_media_ids: np.ndarray, known: Known,
-                threshold: float, forbidden: dict[int, set[int]] | None = None,
-                search: Search | None = None) -> np.ndarray:
+                threshold: float, forbidden: dict[int, set[int]] | None = None) -> np.ndarray:
     """Person id per new face, or -1 where no known face reaches `threshold`.
-    `forbidden`: new face index -> persons it must never take (a user's "not this person").
-    `search`: finds the known faces nearest to some new faces (indices into `known`'s
-    arrays), instead of comparing with every row of `known.vectors` (a vector index)."""
+    `forbidden`: new face index -> persons it must never take (a user's "not this person")."""
     forbidden = forbidden or {}
     n = new_vectors.shape[0]
     result = np.full(n, -1, dtype=np.int64)
@@ -68,15 +69,10 @@ def match_faces(new_vectors: np.ndarray, new_media_ids: np.ndarray, known: Known
     for media, person in zip(known.media_ids[in_photos].tolist(), known.person_ids[in_photos].tolist()):
         taken.setdefault(media, set()).add(person)
     base_persons = known.person_ids
-    if search is None:
-        base_vectors = known.vectors
-        find: Search = lambda q, k: top_k(q, base_vectors, k)  # noqa: E731
-        more = base_vectors.shape[0] > 0
-    else:
-        find = search
-        more = bool((known.person_ids >= 0).any())
+    base_vectors = known.vectors
+    find: Search = lambda q, k: top_k(q, base_vectors, k)  # noqa: E731
     open_rows = np.arange(n)
-    while open_rows.size and more:
+    while open_rows.size and base_vectors.shape[0] > 0:
         idx, sim = find(new_vectors[open_rows], TOP_K)
         # Most confident decisions first (then the later face, the higher person id, as
         # before), so a weak match never blocks a strong one.
@@ -100,4 +96,67 @@ def match_faces(new_vectors: np.ndarray, new_media_ids: np.ndarray, known: Known
         chained, base_persons = new_vectors[newly], result[newly]
         find = lambda q, k: top_k(q, chained, k)  # noqa: E731
         open_rows = np.array([r for r in open_rows.tolist() if result[r] < 0], dtype=np.int64)
+    return result
+
+
+def match_to_persons(new_vectors: np.ndarray, new_media_ids: np.ndarray, candidate: np.ndarray,
+                     candidate_faces: np.ndarray, faces_of: FacesOf, threshold: float,
+                     forbidden: dict[int, set[int]] | None = None) -> np.ndarray:
+    """Person id per new face, or -1: as `match_faces`, where each face may take one person
+    only, `candidate[i]` (-1: none), when its most similar face of that person (known, or
+    matched in this run: chaining) reaches `threshold`. `candidate_faces[i]`: how many
+    known faces that person has; the known faces are read with `faces_of`, for a few
+    persons at a time (about PERSON_FACES_CHUNK faces), so memory stays bounded."""
+    forbidden = forbidden or {}
+    result = np.full(new_vectors.shape[0], -1, np.int64)
+    persons, first = np.unique(candidate[candidate >= 0], return_index=True)
+    sizes = candidate_faces[candidate >= 0][first]
+    start = 0
+    while start < persons.size:
+        stop = start + max(1, int(np.searchsorted(np.cumsum(sizes[start:]), PERSON_FACES_CHUNK, side="right")))
+        chunk = persons[start:stop]
+        rows = np.flatnonzero(np.isin(candidate, chunk))
+        back = {int(r): j for j, r in enumerate(rows.tolist())}
+        result[rows] = _match_within(new_vectors[rows], new_media_ids[rows], candidate[rows], faces_of(chunk),
+                                     threshold, {back[i]: f for i, f in forbidden.items() if i in back})
+        start = stop
+    return result
+
+
+def _match_within(vectors: np.ndarray, media_ids: np.ndarray, candidate: np.ndarray, known: Known,
+                  threshold: float, forbidden: dict[int, set[int]]) -> np.ndarray:
+    n = vectors.shape[0]
+    result = np.full(n, -1, np.int64)
+    in_photos = np.isin(known.media_ids, media_ids)
+    taken = set(zip(known.media_ids[in_photos].tolist(), known.person_ids[in_photos].tolist()))
+    ref_vectors, ref_persons = known.vectors, known.person_ids
+    open_rows = np.arange(n)
+    while open_rows.size and ref_persons.size:
+        # the most similar reference face of each open face's person
+        best = np.full(open_rows.size, -np.inf, np.float32)
+        order = np.argsort(ref_persons, kind="stable")
+        sorted_persons = ref_persons[order]
+        wanted = candidate[open_rows]
+        for person in np.unique(wanted).tolist():
+            lo, hi = np.searchsorted(sorted_persons, [person, person + 1])
+            if lo == hi:
+                continue
+            faces = np.flatnonzero(wanted == person)
+            best[faces] = (vectors[open_rows[faces]] @ ref_vectors[order[lo:hi]].T).max(axis=1)
+        # most confident first (then the later face, as match_faces), so a weak match never blocks a strong one
+        r = np.flatnonzero(best >= threshold)
+        newly: list[int] = []
+        for j in r[np.lexsort((r, best[r].astype(np.float64)))[::-1]].tolist():
+            row = int(open_rows[j])
+            person, media = int(candidate[row]), int(media_ids[row])
+            if (media, person) in taken or person in forbidden.get(row, ()):
+                continue
+            result[row] = person
+            taken.add((media, person))
+            newly.append(row)
+        if not newly:
+            break
+        # chaining: what was matched now is known for the faces still open with those persons
+        ref_vectors, ref_persons = vectors[newly], result[newly]
+        open_rows = open_rows[(result[open_rows] < 0) & np.isin(candidate[open_rows], ref_persons)]
     return result

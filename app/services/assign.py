@@ -26,12 +26,12 @@ from app.pipeline.assign import Plan, plan, plan_linkage
 from app.pipeline.cluster import ClusterParams
 from app.pipeline.linkage import LinkageParams, Seeds
 from app.pipeline.match import Known
-from app.pipeline.neighbours import IvfParams, search
+from app.pipeline.neighbours import search
 from app.repositories import history as hrepo
 from app.repositories import persons as prepo
 from app.repositories import recognition as repo
 from app.repositories.history import LogEntry
-from app.storage.face_index import FaceIndex, IndexKey
+from app.storage.vector_store import StoreKey, VectorStore
 
 log = logging.getLogger("app.recognition")
 
@@ -70,7 +70,7 @@ class AssignReport:
     persons_merged: int = 0  # persons split in two made one again
     unassigned: int = 0
     seconds: float = 0.0
-    # seconds per phase: read (faces and vectors, the vector index kept in step), decide
+    # seconds per phase: read (faces and vectors, the vector store kept in step), decide
     # (matching and clustering), write (assignments, persons, log, covers)
     phases: dict[str, float] = field(default_factory=dict)
 
@@ -184,38 +184,29 @@ def _decide(session: Session, settings: Settings, report: AssignReport) -> tuple
     return ids, decision
 
 
-# The persisted index over FaceNet vectors probes 128 of its 4 x sqrt(n) cells: with a
-# million faces around the dev set's (bench/index_recall.py) it returns every known face
-# at 0.8 that exact search returns, where 12 probes return 87 % and 64 probes 99 %.
-MATCH_INDEX = IvfParams(probe=128)
+def store_key(settings: Settings, facenet: str, model: str) -> StoreKey:
+    return StoreKey(make_url(settings.database_url).render_as_string(hide_password=True), facenet, model)
 
 
-def index_key(settings: Settings, facenet: str, model: str) -> IndexKey:
-    return IndexKey(make_url(settings.database_url).render_as_string(hide_password=True), facenet, model)
-
-
-def open_index(session: Session, settings: Settings, facenet: str, model: str,
-               table: repo.FaceTable) -> FaceIndex:
-    """The vector index of this database and these models, in step with `table`."""
-    return FaceIndex.synced(
-        settings.data_dir / "vectors", index_key(settings, facenet, model), table.face_ids,
-        lambda ids: repo.vectors_of(session, ids, facenet, model),
-        min_rows=settings.large_library_faces, delta_rows=max(1, settings.large_library_faces // 5),
-        params=MATCH_INDEX,
-    )
+def open_store(session: Session, settings: Settings, facenet: str, model: str,
+               table: repo.FaceTable) -> VectorStore:
+    """The vector store of this database and these models, in step with `table`."""
+    return VectorStore.synced(settings.data_dir / "vectors", store_key(settings, facenet, model), table.face_ids,
+                              lambda ids: repo.vectors_of(session, ids, facenet, model))
 
 
 def _decide_large(session: Session, settings: Settings, facenet: str, model: str,
                   report: AssignReport) -> tuple[np.ndarray, Plan]:
     """As `_decide`, for a large library: ids and states from the database as arrays,
-    vectors from the vector index (app/storage/face_index.py), known faces searched
-    through its IVF index, the other neighbour searches approximate."""
+    vectors from the vector store on disk (app/storage/vector_store.py), matching through
+    the person the deciding vectors put each face nearest to, the neighbour searches
+    through inverted-file indexes (app/pipeline/neighbours.py)."""
     started = time.perf_counter()
     table = repo.face_table(session, facenet, model)
-    index = open_index(session, settings, facenet, model, table)
-    rows = index.rows_of(table.face_ids)
+    store = open_store(session, settings, facenet, model, table)
+    rows = store.rows_of(table.face_ids)
     open_rows = np.flatnonzero(table.open)
-    vectors = index.decide(rows[open_rows])
+    vectors = store.decide(rows[open_rows])
     link = linkage_params(settings)
     chosen = _candidates(vectors, table.considered[open_rows], link.threshold - NEAR_MARGIN, approximate=True)
     report.faces = int(chosen.size)
@@ -226,27 +217,31 @@ def _decide_large(session: Session, settings: Settings, facenet: str, model: str
         return np.zeros(0, np.int64), Plan()
     faces = open_rows[chosen]
     ids = table.face_ids[faces]
-    person_of_row = np.full(index.rows, -1, np.int64)
-    person_of_row[rows] = table.person_ids
-    media_of_row = np.full(index.rows, -1, np.int64)
-    media_of_row[rows] = table.media_ids
-    known = table.person_ids >= 0
+    known = np.flatnonzero(table.person_ids >= 0)
     free = repo.free_persons(session)
-    seeds = Seeds.of(index.decide(rows[known]), table.person_ids[known], table.media_ids[known], free)
+    seeds = Seeds.of(store.decide(rows[known]), table.person_ids[known], table.media_ids[known], free)
+    by_person = known[np.argsort(table.person_ids[known], kind="stable")]
+    sorted_persons = table.person_ids[by_person]
+
+    def faces_of(persons: np.ndarray) -> Known:
+        lo = np.searchsorted(sorted_persons, persons, "left")
+        sizes = np.searchsorted(sorted_persons, persons, "right") - lo
+        at = by_person[np.repeat(lo - np.cumsum(sizes) + sizes, sizes) + np.arange(int(sizes.sum()))]
+        return Known(store.facenet(rows[at]), table.person_ids[at], table.media_ids[at])
+
     # Matching looks at faces never considered before: a face left over by an earlier run
     # was matched against the known faces then, and may still join a person by clustering
-    # (at the group bound); searching the index for it again at a million faces would cost
-    # ten times the new faces' searches (each new face brings up to 10 leftovers back).
+    # (at the group bound).
     fresh = ~table.considered[faces]
-    match_vectors = np.zeros((faces.size, index.facenet(rows[:1]).shape[1] if rows.size else 0), np.float32)
-    if known.any() and fresh.any():
-        match_vectors[fresh] = index.facenet(rows[faces[fresh]])
+    match_vectors = np.zeros((faces.size, store.facenet_dim), np.float32)
+    if known.size and fresh.any():
+        match_vectors[fresh] = store.facenet(rows[faces[fresh]])
     new = PlanFaces(match_vectors, vectors[chosen], table.media_ids[faces], table.person_ids[faces])
+    nothing = np.zeros(0, np.int64)
     decision = plan_linkage(
-        new, PlanFaces(None, None, media_of_row, person_of_row), settings.match_threshold, link,  # type: ignore[arg-type]
-        settings.link_min_size, free=free, forbidden=_forbidden(session, ids), leftover=table.considered[faces],
-        known_search=lambda q, k: index.search(q, k, allowed=person_of_row >= 0), seeds=seeds, approximate=True,
-        match_only=fresh,
+        new, PlanFaces(np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32), nothing, nothing),
+        settings.match_threshold, link, settings.link_min_size, free=free, forbidden=_forbidden(session, ids),
+        leftover=table.considered[faces], faces_of=faces_of, seeds=seeds, approximate=True, match_only=fresh,
     )
     return ids, decision
 
