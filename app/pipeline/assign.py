@@ -18,6 +18,7 @@ Pure: vectors and ids in, decisions out. The recognition service reads and write
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -104,9 +105,10 @@ def plan(vectors: np.ndarray, media_ids: np.ndarray, known: Known, threshold: fl
 @dataclass(frozen=True)
 class Faces:
     """Faces as the planner needs them: the FaceNet vectors match, the deciding ones cluster
-    (the same array when FaceNet decides)."""
+    (the same array when FaceNet decides). Large libraries may give the FaceNet vectors
+    as a function of face indices, read only for the faces that may match."""
 
-    match_vectors: np.ndarray
+    match_vectors: np.ndarray | Callable[[np.ndarray], np.ndarray]
     vectors: np.ndarray
     media_ids: np.ndarray
     person_ids: np.ndarray  # -1 for the unassigned
@@ -150,18 +152,22 @@ def match_known(new: Faces, known: Faces, seeds: Seeds, persons: np.ndarray, thr
     vectors (`bounds`: per face). Exact: every known face searched, then `_confirmed`.
     Large libraries (`faces_of`): the deciding vectors choose the one person a face may
     match, and only that person's faces are compared (`match_to_persons`)."""
-    back = {int(r): j for j, r in enumerate(rows.tolist())}
-    only = {back[i]: f for i, f in forbidden.items() if i in back}
     matched = np.full(new.media_ids.size, -1, np.int64)
     if faces_of is None:
+        back = {int(r): j for j, r in enumerate(rows.tolist())}
         known_for_match = Known(known.match_vectors, known.person_ids, known.media_ids)
-        matched[rows] = match_faces(new.match_vectors[rows], new.media_ids[rows], known_for_match, threshold, only)
+        matched[rows] = match_faces(new.match_vectors[rows], new.media_ids[rows], known_for_match, threshold,
+                                    {back[i]: f for i, f in forbidden.items() if i in back})
         return _confirmed(matched, new.vectors, seeds, persons, bounds)
-    if rows.size and persons.size:
-        near = _nearest_persons(new.vectors[rows], seeds, bounds[rows])
-        candidate = np.where(near >= 0, persons[np.maximum(near, 0)], -1)
-        matched[rows] = match_to_persons(new.match_vectors[rows], new.media_ids[rows], candidate,
-                                         seeds.counts[np.maximum(near, 0)], faces_of, threshold, only)
+    if rows.size == 0 or persons.size == 0:
+        return matched
+    near = _nearest_persons(new.vectors[rows], seeds, bounds[rows])
+    has = np.flatnonzero(near >= 0)  # only these are compared, and their FaceNet vectors read
+    vectors = new.match_vectors(rows[has]) if callable(new.match_vectors) else new.match_vectors[rows[has]]
+    back = {int(r): j for j, r in enumerate(rows[has].tolist())}
+    matched[rows[has]] = match_to_persons(vectors, new.media_ids[rows[has]], persons[near[has]],
+                                          seeds.counts[near[has]], faces_of, threshold,
+                                          {back[i]: f for i, f in forbidden.items() if i in back})
     return matched
 
 

@@ -42,6 +42,7 @@ from app.pipeline.neighbours import search
 
 # Group sums are kept in float64 up to this many numbers (1 GB), in float32 beyond.
 SUMS_FLOAT64_LIMIT = 2 ** 27
+SCORE_CHUNK = 32_768  # candidate pairs scored at once (two float64 slices of the group sums)
 
 
 @dataclass(frozen=True)
@@ -136,13 +137,24 @@ def cluster(vectors: np.ndarray, media_ids: np.ndarray, seeds: Seeds, p: Linkage
     stale_arr = np.concatenate([np.zeros(m, bool),
                                 np.zeros(n, bool) if leftover is None else np.asarray(leftover, bool)])
     free = [seeds.is_free(i) for i in range(m)] + [True] * n
-    neighbours: list[set[int]] = [set() for _ in range(total)]
     version = [0] * total
     alive = [True] * total
-    parent = list(range(total))
+    parent = np.arange(total)
     # seeds each group must never join (its faces' rejections), carried through merges
     banned: list[set[int] | None] = [None] * m + [set(forbidden[i]) if forbidden and i in forbidden else None
                                                   for i in range(n)]
+
+    def roots(ix: np.ndarray) -> np.ndarray:
+        """The group each of these (former) groups is now part of (pointer jumping, with
+        the pointers shortened on the way)."""
+        r = parent[ix]
+        while True:
+            up = parent[r]
+            if np.array_equal(up, r):
+                break
+            r = up
+        parent[ix] = r
+        return r
 
     def vetoed(a: int, b: int) -> bool:
         return any(_root(parent, s) == b for s in banned[a] or ()) or \
@@ -170,9 +182,14 @@ def cluster(vectors: np.ndarray, media_ids: np.ndarray, seeds: Seeds, p: Linkage
     keep = (a_ != b_) & (~(known_arr[a_] & known_arr[b_]) | (free_arr[a_] & free_arr[b_]))
     pairs = np.unique(edges[keep, 0] * total + edges[keep, 1])
     edges = np.stack([pairs // total, pairs % total], 1)
-    for a, b in edges.tolist():
-        neighbours[a].add(b)
-        neighbours[b].add(a)
+    # each group's neighbour groups, as views into one array; an entry may name a group
+    # that has merged into another since (read through `roots`)
+    ends = np.concatenate([edges[:, 0], edges[:, 1]])
+    order = np.argsort(ends, kind="stable")
+    flat = np.concatenate([edges[:, 1], edges[:, 0]])[order]
+    cuts = np.searchsorted(ends[order], np.arange(total + 1))
+    del ends, order
+    neighbours: list[np.ndarray] = [flat[cuts[i]:cuts[i + 1]] for i in range(total)]
 
     def need_of(a, b):
         """The bound pairs (a, b) must reach (a: one group or an array, b: an array): two
@@ -184,18 +201,34 @@ def cluster(vectors: np.ndarray, media_ids: np.ndarray, seeds: Seeds, p: Linkage
                         np.where(ka != kb, np.where(stale_arr[a] | stale_arr[b], p.threshold, p.join),
                                  p.threshold))
 
-    heap: list[tuple[float, int, int, int, int]] = []
-    # every candidate pair at once: similarities in slices, the pairs that reach their bound on the heap
-    for start in range(0, edges.shape[0], 262_144):
-        a, b = edges[start:start + 262_144, 0], edges[start:start + 262_144, 1]
+    # every candidate pair at once: similarities in slices; the pairs that reach their bound,
+    # best first (as the heap orders them: similarity, then a, then b), are taken from these
+    # arrays, and the pairs a merge makes go on the heap
+    found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for start in range(0, edges.shape[0], SCORE_CHUNK):
+        a, b = edges[start:start + SCORE_CHUNK, 0], edges[start:start + SCORE_CHUNK, 1]
         sim = np.einsum("ij,ij->i", sums[a], sums[b], dtype=np.float64) / (counts_arr[a] * counts_arr[b])
         ok = sim >= need_of(a, b)
-        heap.extend(zip((-sim[ok]).tolist(), a[ok].tolist(), b[ok].tolist(), [0] * int(ok.sum()),
-                        [0] * int(ok.sum())))
-    heapq.heapify(heap)
+        found.append((-sim[ok], a[ok], b[ok]))
+    del edges
+    first_neg = np.concatenate([f[0] for f in found]) if found else np.zeros(0)
+    first_a = np.concatenate([f[1] for f in found]) if found else np.zeros(0, np.int64)
+    first_b = np.concatenate([f[2] for f in found]) if found else np.zeros(0, np.int64)
+    del found
+    order = np.lexsort((first_b, first_a, first_neg))
+    first_neg, first_a, first_b = first_neg[order], first_a[order], first_b[order]
+    del order
+    heap: list[tuple[float, int, int, int, int]] = []
+    at, first_n = 0, first_neg.size
 
-    while heap:
-        _, a, b, va, vb = heapq.heappop(heap)
+    while True:
+        if at < first_n and (not heap or (float(first_neg[at]), int(first_a[at]), int(first_b[at]), 0, 0) < heap[0]):
+            a, b, va, vb = int(first_a[at]), int(first_b[at]), 0, 0
+            at += 1
+        elif heap:
+            _, a, b, va, vb = heapq.heappop(heap)
+        else:
+            break
         if not (alive[a] and alive[b]) or version[a] != va or version[b] != vb:
             continue
         if media[a] & media[b] or vetoed(a, b):
@@ -210,17 +243,11 @@ def cluster(vectors: np.ndarray, media_ids: np.ndarray, seeds: Seeds, p: Linkage
             banned[a] = (banned[a] or set()) | banned[b]
         alive[b] = False
         version[a] += 1
-        neighbours[a] |= neighbours[b]
-        neighbours[a].discard(a)
-        neighbours[a].discard(b)
-        for c in neighbours[b]:
-            neighbours[c].discard(b)
-            if c != a:
-                neighbours[c].add(a)
-        neighbours[b] = set()
         parent[b] = a
+        cs = np.unique(roots(np.concatenate([neighbours[a], neighbours[b]])))
+        cs = cs[cs != a]
+        neighbours[a], neighbours[b] = cs, cs[:0]
         # the merged group against each live neighbour it may merge with, at once
-        cs = np.fromiter((c for c in neighbours[a] if alive[c]), np.int64)
         if known[a] and not free[a]:
             cs = cs[~known_arr[cs]]
         elif known[a]:
@@ -231,12 +258,11 @@ def cluster(vectors: np.ndarray, media_ids: np.ndarray, seeds: Seeds, p: Linkage
             version_a = version[a]
             for c, value in zip(cs[ok].tolist(), sim[ok].tolist()):
                 heapq.heappush(heap, (-value, a, c, version_a, version[c]))
-    return (np.array([_root(parent, m + i) for i in range(n)], dtype=np.int64),
-            np.array([_root(parent, i) for i in range(m)], dtype=np.int64))
+    return roots(np.arange(m, total)), roots(np.arange(m))
 
 
-def _root(parent: list[int], i: int) -> int:
+def _root(parent: np.ndarray, i: int) -> int:
     while parent[i] != i:
         parent[i] = parent[parent[i]]
-        i = parent[i]
-    return i
+        i = int(parent[i])
+    return int(i)

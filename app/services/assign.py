@@ -233,10 +233,8 @@ def _decide_large(session: Session, settings: Settings, facenet: str, model: str
     # was matched against the known faces then, and may still join a person by clustering
     # (at the group bound).
     fresh = ~table.considered[faces]
-    match_vectors = np.zeros((faces.size, store.facenet_dim), np.float32)
-    if known.size and fresh.any():
-        match_vectors[fresh] = store.facenet(rows[faces[fresh]])
-    new = PlanFaces(match_vectors, vectors[chosen], table.media_ids[faces], table.person_ids[faces])
+    new = PlanFaces(lambda i: store.facenet(rows[faces[i]]), vectors[chosen], table.media_ids[faces],
+                    table.person_ids[faces])
     nothing = np.zeros(0, np.int64)
     decision = plan_linkage(
         new, PlanFaces(np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32), nothing, nothing),
