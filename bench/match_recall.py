@@ -5,8 +5,8 @@ exact path matches them and as the large-library path does, among many look-alik
         [--persons 0,100000] [--queries 0.2] [--padding 10000]
 
 Reads every usable face's two vectors (FaceNet, Faces.Embedding; the deciding model's,
-Faces.Embedding2) and its identity (the photo's folder) from a database the dev set went
-through (`--ingest` + `--all`, or `--evaluate`). A share of the faces (--queries, drawn
+Faces.Embedding2) and its identity (the photo's folder under --data, group photos left
+out) from a database the dev set went through (`--ingest` + `--all`, or `--evaluate`). A share of the faces (--queries, drawn
 per face) plays the new faces; the rest are known, each identity one person. Then
 --persons synthetic persons of 10 faces each are added as known persons: look-alikes,
 their centres drawn from Gaussians fitted to the dev set's vectors in each space (the
@@ -38,8 +38,9 @@ sys.path.insert(0, str(ROOT))
 PER_PERSON = 10
 
 
-def dev_faces(url: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """FaceNet vectors, deciding vectors, identity labels and photo ids of the usable faces."""
+def dev_faces(url: str, data: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """FaceNet vectors, deciding vectors, identity labels and photo ids of the usable faces
+    in the identity folders under `data` (not its group photos, nor strangers elsewhere)."""
     from sqlalchemy import select
 
     from app.db.engine import make_engine, session_factory
@@ -51,6 +52,8 @@ def dev_faces(url: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
                          .join(MediaFile).where(Faces.IsUsable.is_(True), Faces.Embedding.is_not(None),
                                                 Faces.Embedding2.is_not(None)).order_by(Faces.Id)).all()
     engine.dispose()
+    root = str(data.resolve())
+    rows = [r for r in rows if str(Path(r[2]).parent.parent) == root and Path(r[2]).parent.name != "group"]
     facenet = np.vstack([np.frombuffer(r[0], np.float32) for r in rows])
     decide = np.vstack([np.frombuffer(r[1], np.float32) for r in rows])
     _, labels = np.unique([Path(r[2]).parent.name for r in rows], return_inverse=True)
@@ -91,6 +94,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--database-url", required=True)
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "faces-dev")
     ap.add_argument("--persons", default="0,100000")
     ap.add_argument("--queries", type=float, default=0.2)
     ap.add_argument("--padding", type=int, default=10000)
@@ -99,7 +103,7 @@ def main() -> None:
     args = ap.parse_args()
     settings = load_settings(env_file=None)
     join = linkage_params(settings).join
-    facenet, decide, labels, media = dev_faces(args.database_url)
+    facenet, decide, labels, media = dev_faces(args.database_url, args.data)
     rng = np.random.default_rng(args.seed)
     is_query = rng.random(labels.size) < args.queries
     queries, known = np.flatnonzero(is_query), np.flatnonzero(~is_query)
