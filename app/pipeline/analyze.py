@@ -57,10 +57,19 @@ def detection_input(image: np.ndarray, opts: AnalyzeOptions) -> tuple[np.ndarray
 def detect_prepared(small: np.ndarray, scale: resize.Scale, detector: Detector,
                     opts: AnalyzeOptions) -> list[DetectedFace]:
     """The model on an image from `detection_input`: faces in original pixels, largest first."""
-    faces = detector.detect([small], opts.detect_min_score)[0]
-    mapped = [resize.to_original(f, scale) for f in faces]
-    mapped = [f for f in mapped if f.box.w >= 1 and f.box.h >= 1]
-    return sorted(mapped, key=lambda f: f.box.w * f.box.h, reverse=True)
+    return detect_prepared_many([small], [scale], detector, opts)[0]
+
+
+def detect_prepared_many(smalls: list[np.ndarray], scales: list[resize.Scale], detector: Detector,
+                         opts: AnalyzeOptions) -> list[list[DetectedFace]]:
+    """As `detect_prepared`, for several images in one call of the model (images of one
+    size go through it as one batch)."""
+    out = []
+    for faces, scale in zip(detector.detect(smalls, opts.detect_min_score), scales):
+        mapped = [resize.to_original(f, scale) for f in faces]
+        mapped = [f for f in mapped if f.box.w >= 1 and f.box.h >= 1]
+        out.append(sorted(mapped, key=lambda f: f.box.w * f.box.h, reverse=True))
+    return out
 
 
 def detect_in_image(image: np.ndarray, detector: Detector, opts: AnalyzeOptions) -> list[DetectedFace]:

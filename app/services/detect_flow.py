@@ -4,9 +4,11 @@ thread, everything else on one helper thread.
 Per image the helper first *prepares* (decodes the file, shrinks it for the detector)
 and, once the model has run, *finishes* (blur, quality, thumbnails written, embedding
 crops). onnxruntime and Pillow release the GIL, so the helper's work overlaps the model's
-instead of adding to it. The helper takes its tasks in the order given (one thread), so
-the outcomes come back in the items' order, and memory stays bounded: at most `depth + 1`
-prepared images wait for the model and at most `depth + 2` wait to be finished.
+instead of adding to it. The model takes up to `batch` prepared images per call (one
+inference over several images costs less than one each). The helper takes its tasks in
+the order given (one thread), so the outcomes come back in the items' order, and memory
+stays bounded: at most `depth + batch` prepared images wait for the model and at most
+`depth + 2 * batch` wait to be finished.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ class Steps(Protocol[I, P, M, O]):
 
     def prepare(self, item: I) -> P | Problem: ...
 
-    def model(self, item: I, prepared: P) -> M | Problem: ...
+    def model(self, items: list[I], prepared: list[P]) -> list[M | Problem]: ...
 
     def finish(self, item: I, prepared: P, found: M) -> O | Problem: ...
 
@@ -39,7 +41,7 @@ def _done(value) -> Future:
     return f
 
 
-def run(items: list[I], steps: Steps, stop: StopFlag | None, depth: int = 2) -> list:
+def run(items: list[I], steps: Steps, stop: StopFlag | None, depth: int = 2, batch: int = 1) -> list:
     """Outcomes (O or Problem) of the items processed, in order. On a stop request the
     items not yet given to the model are left out (the caller hands them back); those
     already past it are finished first, which takes a few images' worth of pixel work."""
@@ -54,26 +56,27 @@ def run(items: list[I], steps: Steps, stop: StopFlag | None, depth: int = 2) -> 
             ahead.append((item, pool.submit(steps.prepare, item)))
 
     try:
-        for _ in range(depth + 1):
+        for _ in range(depth + batch):
             prepare_next()
         while ahead:
             if stop is not None and stop.is_set():
                 break
-            item, future = ahead.popleft()
-            prepare_next()
-            prepared = future.result()
-            if isinstance(prepared, Problem):
-                finishing.append(_done(prepared))
-                continue
-            found = steps.model(item, prepared)
-            if isinstance(found, Problem):
-                finishing.append(_done(found))
-            else:
-                finishing.append(pool.submit(steps.finish, item, prepared, found))
-            del prepared, found  # the helper holds the image until it has finished with it
+            group: list = []  # (item, prepared or its Problem), in order
+            while ahead and sum(not isinstance(p, Problem) for _, p in group) < batch:
+                item, future = ahead.popleft()
+                prepare_next()
+                group.append((item, future.result()))
+            ready = [(item, p) for item, p in group if not isinstance(p, Problem)]
+            found = iter(steps.model([item for item, _ in ready], [p for _, p in ready]) if ready else [])
+            for item, prepared in group:
+                if isinstance(prepared, Problem):
+                    finishing.append(_done(prepared))
+                    continue
+                f = next(found)
+                finishing.append(_done(f) if isinstance(f, Problem) else pool.submit(steps.finish, item, prepared, f))
+            del group, ready, found  # the helper holds the images until it has finished with them
         return [f.result() for f in finishing]
     finally:
         for _, future in ahead:  # not started: dropped (an exception, a stop request)
             future.cancel()
         pool.shutdown(wait=True)
-

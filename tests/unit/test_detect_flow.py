@@ -19,6 +19,7 @@ class Steps:
         self.alive = self.most_alive = 0
         self.helper_threads, self.model_threads = set(), set()
         self.modelled = []
+        self.calls = []
 
     def prepare(self, item):
         self.helper_threads.add(threading.get_ident())
@@ -29,8 +30,12 @@ class Steps:
             self.most_alive = max(self.most_alive, self.alive)
         return f"image {item}"
 
-    def model(self, item, prepared):
+    def model(self, items, prepared):
         self.model_threads.add(threading.get_ident())
+        self.calls.append(list(items))
+        return [self._one(item) for item in items]
+
+    def _one(self, item):
         self.modelled.append(item)
         if self.stop_after is not None and len(self.modelled) == self.stop_after:
             self.stop.set()
@@ -47,12 +52,16 @@ class Steps:
         return (item, prepared, found)
 
 
-def test_outcomes_come_back_in_order_with_failures_per_item():
+@pytest.mark.parametrize("batch", [1, 4])
+def test_outcomes_come_back_in_order_with_failures_per_item(batch):
     steps = Steps(fail_prepare={3}, fail_model={5})
-    out = detect_flow.run(list(range(10)), steps, None)
+    out = detect_flow.run(list(range(10)), steps, None, batch=batch)
     assert [o.id if isinstance(o, Problem) else o[0] for o in out] == list(range(10))
     assert out[3] == Problem(3, "cannot decode") and out[5] == Problem(5, "model failed")
     assert out[0] == (0, "image 0", [0]) and out[9] == (9, "image 9", [90])
+    # the model sees the decoded images in order, `batch` at a time (what failed to decode left out)
+    assert [i for c in steps.calls for i in c] == [i for i in range(10) if i != 3]
+    assert all(len(c) <= batch for c in steps.calls) and len(steps.calls[0]) == batch
 
 
 def test_model_runs_on_the_callers_thread_and_the_rest_on_one_helper():
@@ -62,11 +71,11 @@ def test_model_runs_on_the_callers_thread_and_the_rest_on_one_helper():
     assert len(steps.helper_threads) == 1 and threading.get_ident() not in steps.helper_threads
 
 
-@pytest.mark.parametrize("depth", [1, 2, 4])
-def test_images_in_flight_stay_bounded(depth):
+@pytest.mark.parametrize("depth,batch", [(1, 1), (2, 1), (4, 1), (2, 8)])
+def test_images_in_flight_stay_bounded(depth, batch):
     steps = Steps()
-    detect_flow.run(list(range(200)), steps, None, depth=depth)
-    assert steps.most_alive <= 2 * depth + 3
+    detect_flow.run(list(range(200)), steps, None, depth=depth, batch=batch)
+    assert steps.most_alive <= 2 * depth + 3 * batch
 
 
 def test_a_stop_leaves_out_what_the_model_has_not_seen():
@@ -79,10 +88,10 @@ def test_a_stop_leaves_out_what_the_model_has_not_seen():
 
 def test_an_exception_on_the_model_thread_propagates_and_stops_the_helper():
     class Boom(Steps):
-        def model(self, item, prepared):
-            if item == 2:
+        def model(self, items, prepared):
+            if 2 in items:
                 raise KeyboardInterrupt
-            return super().model(item, prepared)
+            return super().model(items, prepared)
 
     with pytest.raises(KeyboardInterrupt):
         detect_flow.run(list(range(30)), Boom(), None)
