@@ -156,9 +156,9 @@ class Settings:
     # Large libraries: from this many embedded faces on, the assignment step keeps every
     # face's vectors in a vector store on disk (DATA_DIR/vectors, rebuilt from the database
     # whenever needed), matches a new face only against the faces of the person its
-    # deciding vector is nearest to (person centres searched through an inverted-file
-    # index), and builds the clustering's neighbour graph the same way: time near-linear
-    # in the faces, memory bounded (README, "Scale"). Below it, every search is exact.
+    # deciding vector is nearest to on average, and builds the clustering's neighbour
+    # graph through inverted-file indexes: time near-linear in the faces, memory bounded
+    # (README, "Scale"). Below it, every search is exact.
     # Lower it to try the large-library path on a small library.
     large_library_faces: int = 50_000
     # How long a claimed item stays reserved for one worker; a worker that dies
