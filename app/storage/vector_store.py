@@ -293,7 +293,3 @@ class VectorStore:
 
     def decide(self, rows: np.ndarray) -> np.ndarray:
         return self._gather(rows, "decide" if self.key.model != self.key.facenet else "facenet")
-
-    @property
-    def facenet_dim(self) -> int:
-        return int(self.segments[0].facenet.shape[1]) if self.segments else 0
