@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from app.db.models import ASSIGNED_USER, Faces
@@ -120,6 +120,14 @@ def unscored_faces(session: Session, after_id: int, limit: int) -> list[Unscored
 
 
 def set_quality(session: Session, scores: Sequence[tuple[int, float]]) -> None:
-    if scores:
-        session.execute(update(FACES).where(FACES.c.Id == bindparam("fid")).values(Quality=bindparam("q")),
-                        [{"fid": f, "q": q} for f, q in scores])
+    if not scores:
+        return
+    if session.get_bind().dialect.name == "postgresql":  # one statement, not one per face
+        session.execute(text(
+            'UPDATE "Faces" AS f SET "Quality" = v.q '
+            'FROM unnest(CAST(:faces AS integer[]), CAST(:scores AS double precision[])) AS v(f, q) '
+            'WHERE f."Id" = v.f'
+        ), {"faces": [f for f, _ in scores], "scores": [float(q) for _, q in scores]})
+        return
+    session.execute(update(FACES).where(FACES.c.Id == bindparam("fid")).values(Quality=bindparam("q")),
+                    [{"fid": f, "q": q} for f, q in scores])
