@@ -24,7 +24,7 @@ import numpy as np
 
 from app.pipeline.cluster import ClusterParams, cluster_vectors, split_same_photo
 from app.pipeline.linkage import LinkageParams, Seeds, cluster
-from app.pipeline.match import FacesOf, Known, match_faces, match_to_persons, top_k
+from app.pipeline.match import FacesOf, Known, forbidden_of, match_faces, match_to_persons, top_k
 from app.pipeline.neighbours import exact
 
 
@@ -156,20 +156,18 @@ def match_known(new: Faces, known: Faces, seeds: Seeds, persons: np.ndarray, thr
     match, and only that person's faces are compared (`match_to_persons`)."""
     matched = np.full(new.media_ids.size, -1, np.int64)
     if faces_of is None:
-        back = {int(r): j for j, r in enumerate(rows.tolist())}
         known_for_match = Known(known.match_vectors, known.person_ids, known.media_ids)
         matched[rows] = match_faces(new.match_vectors[rows], new.media_ids[rows], known_for_match, threshold,
-                                    {back[i]: f for i, f in forbidden.items() if i in back})
+                                    forbidden_of(forbidden, rows))
         return _confirmed(matched, new.vectors, seeds, persons, bounds)
     if rows.size == 0 or persons.size == 0:
         return matched
     near = _nearest_persons(new.vectors[rows], seeds, bounds[rows])
     has = np.flatnonzero(near >= 0)  # only these are compared, and their FaceNet vectors read
     vectors = new.match_vectors(rows[has]) if callable(new.match_vectors) else new.match_vectors[rows[has]]
-    back = {int(r): j for j, r in enumerate(rows[has].tolist())}
     matched[rows[has]] = match_to_persons(vectors, new.media_ids[rows[has]], persons[near[has]],
                                           seeds.counts[near[has]], faces_of, threshold,
-                                          {back[i]: f for i, f in forbidden.items() if i in back})
+                                          forbidden_of(forbidden, rows[has]))
     return matched
 
 

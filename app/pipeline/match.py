@@ -99,6 +99,12 @@ def match_faces(new_vectors: np.ndarray, new_media_ids: np.ndarray, known: Known
     return result
 
 
+def forbidden_of(forbidden: dict[int, set[int]], rows: np.ndarray) -> dict[int, set[int]]:
+    """`forbidden` (face index -> persons) for the faces `rows`, indexed by position in `rows`."""
+    back = {int(r): j for j, r in enumerate(rows.tolist())}
+    return {back[i]: f for i, f in forbidden.items() if i in back}
+
+
 def match_to_persons(new_vectors: np.ndarray, new_media_ids: np.ndarray, candidate: np.ndarray,
                      candidate_faces: np.ndarray, faces_of: FacesOf, threshold: float,
                      forbidden: dict[int, set[int]] | None = None) -> np.ndarray:
@@ -116,9 +122,8 @@ def match_to_persons(new_vectors: np.ndarray, new_media_ids: np.ndarray, candida
         stop = start + max(1, int(np.searchsorted(np.cumsum(sizes[start:]), PERSON_FACES_CHUNK, side="right")))
         chunk = persons[start:stop]
         rows = np.flatnonzero(np.isin(candidate, chunk))
-        back = {int(r): j for j, r in enumerate(rows.tolist())}
         result[rows] = _match_within(new_vectors[rows], new_media_ids[rows], candidate[rows], faces_of(chunk),
-                                     threshold, {back[i]: f for i, f in forbidden.items() if i in back})
+                                     threshold, forbidden_of(forbidden, rows))
         start = stop
     return result
 
