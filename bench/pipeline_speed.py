@@ -51,7 +51,7 @@ from app.pipeline.crop import standardise  # noqa: E402
 from app.pipeline.decode import load, load_rgb  # noqa: E402
 from app.pipeline.encode import parse_landmarks  # noqa: E402
 from app.repositories.recognition import faces_to_embed  # noqa: E402
-from app.services.detect import BATCH_MAX_PIXELS, MODEL_BATCH, analyze_options, detect_pending  # noqa: E402
+from app.services.detect import MODEL_BATCH, analyze_options, batchable, detect_pending  # noqa: E402
 from app.services.embed import embed_pending  # noqa: E402
 from app.services.ingest import register_files  # noqa: E402
 from app.services.run import detect_and_recognize  # noqa: E402
@@ -152,19 +152,18 @@ def camera_images(data: Path, out: Path, count: int) -> list[Path]:
 def raw_detector(files: list[Path], settings, detector, batch: int = 1) -> float:
     """Seconds of the detector alone over the images (decoded and shrunk beforehand), one
     image per call, or as the detection stage calls it: up to `batch` per call among the
-    images it batches (detector input up to BATCH_MAX_PIXELS), the others one per call."""
+    images it batches (`batchable`), the others one per call."""
     opts = analyze_options(settings)
     ready = [detection_input(load(p, opts.max_pixels, opts.max_side).rgb, opts) for p in files]
     detect_prepared(*ready[0], detector, opts)  # warm-up
     with Run() as r:
         for start in range(0, len(ready), batch):
             part = ready[start:start + batch]
-            small = [p for p in part if p[0].shape[0] * p[0].shape[1] <= BATCH_MAX_PIXELS] if batch > 1 else []
-            if len(small) > 1:
-                detect_prepared_many([p[0] for p in small], [p[1] for p in small], detector, opts)
-            for p in part:
-                if not any(p is q for q in small) or len(small) == 1:
-                    detect_prepared(*p, detector, opts)
+            together = [p for p in part if batchable(p[0])]
+            if len(together) > 1:
+                detect_prepared_many([p[0] for p in together], [p[1] for p in together], detector, opts)
+            for p in part if len(together) < 2 else [p for p in part if not batchable(p[0])]:
+                detect_prepared(*p, detector, opts)
     return r.seconds
 
 

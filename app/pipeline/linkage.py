@@ -204,16 +204,14 @@ def cluster(vectors: np.ndarray, media_ids: np.ndarray, seeds: Seeds, p: Linkage
     # every candidate pair at once: similarities in slices; the pairs that reach their bound,
     # best first (as the heap orders them: similarity, then a, then b), are taken from these
     # arrays, and the pairs a merge makes go on the heap
-    found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    found = [(np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64))]
     for start in range(0, edges.shape[0], SCORE_CHUNK):
         a, b = edges[start:start + SCORE_CHUNK, 0], edges[start:start + SCORE_CHUNK, 1]
         sim = np.einsum("ij,ij->i", sums[a], sums[b], dtype=np.float64) / (counts_arr[a] * counts_arr[b])
         ok = sim >= need_of(a, b)
         found.append((-sim[ok], a[ok], b[ok]))
     del edges
-    first_neg = np.concatenate([f[0] for f in found]) if found else np.zeros(0)
-    first_a = np.concatenate([f[1] for f in found]) if found else np.zeros(0, np.int64)
-    first_b = np.concatenate([f[2] for f in found]) if found else np.zeros(0, np.int64)
+    first_neg, first_a, first_b = (np.concatenate(part) for part in zip(*found))
     del found
     order = np.lexsort((first_b, first_a, first_neg))
     first_neg, first_a, first_b = first_neg[order], first_a[order], first_b[order]

@@ -58,6 +58,11 @@ MODEL_BATCH = 8
 BATCH_MAX_PIXELS = 640 * 640
 
 
+def batchable(small: np.ndarray) -> bool:
+    """Whether an image as the detector sees it goes through it with others (MODEL_BATCH)."""
+    return small.shape[0] * small.shape[1] <= BATCH_MAX_PIXELS
+
+
 @dataclass
 class DetectReport:
     faces: int = 0
@@ -216,7 +221,7 @@ class DetectionStage:
         is its own."""
         started = time.perf_counter()
         out: list[list[DetectedFace] | Problem | None] = [None] * len(items)
-        small = [i for i, r in enumerate(readies) if r.small.shape[0] * r.small.shape[1] <= BATCH_MAX_PIXELS]
+        small = [i for i, r in enumerate(readies) if batchable(r.small)]
         try:
             if len(small) > 1:
                 try:
