@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run detection + recognition on a schedule until stopped")
     modes.add_argument("--ingest", metavar="DIR", type=Path,
                        help="register every image file under DIR (recursively) that is not registered yet")
+    modes.add_argument("--publish", action="store_true",
+                       help="post every pending result event to PUBLISH_URL (retrying as configured), then exit")
     modes.add_argument("--status", action="store_true",
                        help="print counts of media, faces and persons")
     modes.add_argument("--migrate", action="store_true",
@@ -142,12 +144,16 @@ def run_ingest(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_status(settings: Settings, args: argparse.Namespace) -> int:
+    from app.db.models import EVENT_FAILED, EVENT_PENDING, EVENT_QUEUED, EVENT_SENT
+    from app.repositories import outbox
     from app.repositories.stats import counts, recent_failures
 
     ctx = _connect(settings)
     with ctx.sessions() as session:
         c = counts(session, utcnow(), settings.max_attempts)
         failures = recent_failures(session, settings.max_attempts)
+        events = outbox.counts(session)
+        failed_events = outbox.recent_failures(session)
     print(f"database: {display(settings.database_url)}")
     rows = [
         ("media", c.media_total),
@@ -166,6 +172,9 @@ def run_status(settings: Settings, args: argparse.Namespace) -> int:
         ("  unassigned", c.faces_unassigned),
         ("persons", c.persons_total),
         ("  named", c.persons_named),
+        ("events to publish", events.get(EVENT_QUEUED, 0) + events.get(EVENT_PENDING, 0)),
+        ("  published", events.get(EVENT_SENT, 0)),
+        ("  failed, gave up", events.get(EVENT_FAILED, 0)),
     ]
     for label, value in rows:
         print(f"{label:<30}{value:>10}")
@@ -176,6 +185,10 @@ def run_status(settings: Settings, args: argparse.Namespace) -> int:
         for f in shown:
             state = "gave up" if f.final else "will retry"
             print(f"  {kind} {f.row_id} ({f.file_path}), {f.attempts} attempt(s), {state}: {f.reason}")
+    if failed_events:
+        print("latest failed events (publishing):")
+    for e in failed_events:
+        print(f"  event {e.event_id} (media file {e.media_file_id}), {e.attempts} attempt(s): {e.reason}")
     return EXIT_OK
 
 
@@ -301,15 +314,32 @@ def run_all(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_automate(settings: Settings, args: argparse.Namespace) -> int:
-    from app.services.run import detect_and_recognize
+    from app.services.run import automated_run
     from app.worker.automate import automate
 
     detector, encoder = _detector(settings), _encoder(settings)
     encoder.load()
     with _worker(settings) as ctx:
-        automate(lambda flag: detect_and_recognize(ctx.sessions, detector, encoder, settings, flag),
+        automate(lambda flag: automated_run(ctx.sessions, detector, encoder, settings, flag),
                  settings.automate_interval_minutes, ctx.stop)
     return EXIT_OK
+
+
+def run_publish(settings: Settings, args: argparse.Namespace) -> int:
+    from app.services.publish import publish
+
+    if not settings.publish_url:
+        raise UsageError("--publish needs PUBLISH_URL (the receiver's http:// or https:// URL)")
+    ctx = _connect(settings)
+    try:
+        with stop_on_signals() as stop:
+            report = publish(ctx.sessions, settings, stop)
+    finally:
+        ctx.engine.dispose()
+    print(f"publishing: {report.sent} events sent, {report.failed} failed"
+          + (f", {report.retried} failed tries retried" if report.retried else "")
+          + f" in {report.seconds:.1f} s")
+    return EXIT_FAILED if report.failed else EXIT_OK
 
 
 def run_evaluate(settings: Settings, args: argparse.Namespace) -> int:
@@ -398,6 +428,7 @@ MODES: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "evaluate": run_evaluate,
     "serve": run_serve,
     "export": run_export,
+    "publish": run_publish,
 }
 for _name in cli_persons.MODE_NAMES:
     MODES[_name] = (lambda name: lambda settings, args: cli_persons.run(_connect, settings, args, name))(_name)

@@ -191,6 +191,29 @@ class Settings:
     # --serve: the review page's login token. Required to bind anything but a loopback
     # address; when set, every page asks for it once (then a cookie). Never logged.
     web_token: str | None = field(default=None, repr=False)
+    # Video: one frame is sampled every VIDEO_FRAME_INTERVAL_SECONDS, at most
+    # VIDEO_MAX_FRAMES per video (the interval grows for longer videos, so a 2-hour film
+    # is sampled over its whole length); the same face in consecutive samples is one
+    # track, of which the VIDEO_FACES_PER_TRACK best faces are kept. Two faces are one
+    # track when their boxes overlap by VIDEO_TRACK_IOU and their FaceNet vectors agree
+    # by VIDEO_TRACK_SIMILARITY (cosine), or agree by MATCH_THRESHOLD wherever they are.
+    video_frame_interval_seconds: float = 1.0
+    video_max_frames: int = 600
+    video_faces_per_track: int = 3
+    video_track_iou: float = 0.3
+    video_track_similarity: float = 0.5
+    # Publishing (--publish, and a step of --automate when PUBLISH_URL is set): every
+    # change of a media file's faces or persons is posted as JSON to PUBLISH_URL, with an
+    # Idempotency-Key header per event and `Authorization: Bearer PUBLISH_TOKEN` when set
+    # (never logged). Network errors, timeouts (PUBLISH_TIMEOUT_SECONDS), 408, 429 and 5xx
+    # are retried after PUBLISH_BACKOFF_SECONDS, doubled each time (at most an hour),
+    # until PUBLISH_MAX_ATTEMPTS; other 4xx answers fail the event at once.
+    publish_url: str | None = None
+    publish_token: str | None = field(default=None, repr=False)
+    publish_max_attempts: int = 5
+    publish_backoff_seconds: float = 2.0
+    publish_timeout_seconds: float = 10.0
+    publish_batch_size: int = 20
 
     @property
     def is_sqlite(self) -> bool:
@@ -259,6 +282,15 @@ def _regex(text: str) -> str:
     return text
 
 
+def _http_url(text: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return text.strip()
+
+
 def _nonempty(text: str) -> str:
     if not text.strip():
         raise ValueError("must not be empty")
@@ -324,6 +356,17 @@ ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "EXPORT_CHIP_MARGIN": ("export_chip_margin", _number(float, 0, 2)),
     "EXPORT_AUTHOR": ("export_author", _nonempty),
     "WEB_TOKEN": ("web_token", _nonempty),
+    "VIDEO_FRAME_INTERVAL_SECONDS": ("video_frame_interval_seconds", _positive_float),
+    "VIDEO_MAX_FRAMES": ("video_max_frames", _positive_int),
+    "VIDEO_FACES_PER_TRACK": ("video_faces_per_track", _positive_int),
+    "VIDEO_TRACK_IOU": ("video_track_iou", _fraction),
+    "VIDEO_TRACK_SIMILARITY": ("video_track_similarity", _cosine),
+    "PUBLISH_URL": ("publish_url", _http_url),
+    "PUBLISH_TOKEN": ("publish_token", _nonempty),
+    "PUBLISH_MAX_ATTEMPTS": ("publish_max_attempts", _positive_int),
+    "PUBLISH_BACKOFF_SECONDS": ("publish_backoff_seconds", _non_negative_float),
+    "PUBLISH_TIMEOUT_SECONDS": ("publish_timeout_seconds", _positive_float),
+    "PUBLISH_BATCH_SIZE": ("publish_batch_size", _positive_int),
 }
 URL_NAMES = ("DATABASE_URL", "SQL_CONNECTION_STRING")  # the second is the original manual's name
 

@@ -16,6 +16,7 @@ FORMAT = "%(asctime)s %(levelname)s [%(name)s] %(message)s"
 STAGE_FILES = {
     "app.detection": "face_detection.log",
     "app.recognition": "embeddings_clustering.log",
+    "app.publish": "publishing.log",
 }
 
 
@@ -35,7 +36,8 @@ class RedactingFormatter(logging.Formatter):
 
 
 def _secrets(settings: Settings) -> list[str]:
-    return [p for p in (password_of(settings.database_url),) if p and len(p) >= 3]
+    # the publishing token too: a traceback could carry a request's headers
+    return [p for p in (password_of(settings.database_url), settings.publish_token) if p and len(p) >= 3]
 
 
 def _file_handler(settings: Settings, name: str) -> logging.Handler:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Float,
     ForeignKey,
@@ -180,6 +181,12 @@ class Faces(Base):
     # face left over is looked at again only when something near it changes (a new face
     # close to it, a user decision), so a run with nothing new changes nothing.
     ConsideredAt: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Faces found in a video: the frame (0-based, in decoding order) and its time from the
+    # start in milliseconds; TrackNumber numbers the tracks of one video (the same face in
+    # consecutive sampled frames). All null for a photo's faces.
+    FrameNumber: Mapped[int | None] = mapped_column(Integer)
+    FrameTimeMs: Mapped[int | None] = mapped_column(BigInteger)
+    TrackNumber: Mapped[int | None] = mapped_column(Integer)
     CreatedAt: Mapped[datetime] = _created()
     ModifiedAt: Mapped[datetime] = _modified()
 
@@ -210,6 +217,12 @@ class MediaMeta(Base):
     Orientation: Mapped[int | None] = mapped_column(Integer)  # EXIF 1..8
     DeviceId: Mapped[str | None] = mapped_column(String(200))
     Problems: Mapped[str | None] = mapped_column(Text)  # EXIF fields that could not be read
+    # "video" for a video (null: a photo), with its length, codec and frame rate; TakenAt
+    # holds the container's creation time, Width and Height the frame size.
+    MediaType: Mapped[str | None] = mapped_column(String(8))
+    DurationMs: Mapped[int | None] = mapped_column(BigInteger)
+    Codec: Mapped[str | None] = mapped_column(String(32))
+    FrameRate: Mapped[float | None] = mapped_column(Float)
     CreatedAt: Mapped[datetime] = _created()
 
 
@@ -259,4 +272,40 @@ class FaceRejections(Base):
     FaceId: Mapped[int] = mapped_column(ForeignKey("Faces.Id", ondelete="CASCADE"), primary_key=True)
     PersonId: Mapped[int] = mapped_column(Integer, primary_key=True, index=True)
     OperationId: Mapped[int | None] = mapped_column(Integer)
+    CreatedAt: Mapped[datetime] = _created()
+
+
+# PublishEvents.Status values: queued (waiting, and still collecting changes of its media
+# file), pending (its payload and idempotency key are fixed; being sent or waiting to be
+# retried), sent (a 2xx came back), failed (gave up: PUBLISH_MAX_ATTEMPTS, or refused).
+EVENT_QUEUED = "queued"
+EVENT_PENDING = "pending"
+EVENT_SENT = "sent"
+EVENT_FAILED = "failed"
+
+
+class PublishEvents(Base):
+    """The outbox: one event per media file whose faces or persons changed, written in the
+    transaction that changed them and posted to PUBLISH_URL by --publish. No foreign key:
+    an event outlives its media file (the payload then says the file is gone)."""
+
+    __tablename__ = "PublishEvents"
+    __table_args__ = (
+        # At most one queued event per media file: later changes join it until it is sent.
+        Index("ix_PublishEvents_queued", "MediaFileId", unique=True,
+              postgresql_where=text("\"Status\" = 'queued'"), sqlite_where=text("\"Status\" = 'queued'")),
+        Index("ix_PublishEvents_Status_Id", "Status", "Id"),
+    )
+
+    Id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    MediaFileId: Mapped[int] = mapped_column(Integer, nullable=False)
+    Status: Mapped[str] = mapped_column(String(16), nullable=False, server_default=text(f"'{EVENT_QUEUED}'"))
+    IdempotencyKey: Mapped[str | None] = mapped_column(String(64), unique=True)
+    Payload: Mapped[str | None] = mapped_column(Text)  # the JSON body, fixed before the first try
+    Attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    NextAttemptAt: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    LastError: Mapped[str | None] = mapped_column(Text)
+    LockedBy: Mapped[str | None] = mapped_column(String(128))
+    LockedUntil: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    SentAt: Mapped[datetime | None] = mapped_column(UTCDateTime())
     CreatedAt: Mapped[datetime] = _created()

@@ -53,6 +53,13 @@ def photo_name(media_file_id: int, file_name: str) -> str:
     return f"{media_file_id}_{safe_file_name(file_name)}"
 
 
+def video_timestamp(ms: int) -> str:
+    """A time in a video as seed 000 writes it: HH:MM:SS.mmm."""
+    seconds, milli = divmod(max(0, int(ms)), 1000)
+    minutes, seconds = divmod(seconds, 60)
+    return f"{minutes // 60:02d}:{minutes % 60:02d}:{seconds:02d}.{milli:03d}"
+
+
 def chip_name(face_id: int) -> str:
     return f"face_{face_id}"
 

@@ -13,6 +13,7 @@ from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import WHO_USER, AssignmentLog, FaceRejections, Operations
+from app.repositories import outbox
 from app.repositories.ids import chunks
 
 
@@ -48,6 +49,7 @@ def add_operation(session: Session, kind: str, who: str, summary: str, details: 
              "OldAssignedAt": e.old_assigned_at}
             for e in entries[start:start + LOG_CHUNK]
         ])
+    outbox.enqueue_faces(session, [e.face_id for e in entries])  # published by --publish
     return op_id
 
 

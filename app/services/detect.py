@@ -39,6 +39,7 @@ from app.pipeline.reconcile import reconcile
 from app.pipeline.resize import Scale
 from app.repositories import faces as faces_repo
 from app.repositories import media as media_repo
+from app.repositories import outbox
 from app.repositories import persons as prepo
 from app.repositories import queue as q_repo
 from app.services import detect_flow, work_queue
@@ -308,9 +309,12 @@ class DetectionStage:
         new: list[faces_repo.NewFace] = []
         done: list[tuple[int, int]] = []
         doomed: list[int] = []
+        changed: list[int] = []  # media files whose faces changed: an event each (app/services/publish.py)
         for r in results:
             plan = reconcile(stored.get(r.item.media_file_id, []), r.faces, [d.found.face.box for d in r.faces])
             doomed.extend(s.face_id for s in plan.delete)
+            if plan.delete or plan.insert:
+                changed.append(r.item.media_file_id)
             self.obsolete[r.item.item_id] = [s.thumbnail_path for s in plan.delete] + [d.thumbnail for d in plan.skip]
             new.extend(
                 faces_repo.NewFace(
@@ -333,6 +337,7 @@ class DetectionStage:
         faces_repo.insert_faces(session, new)
         media_repo.store_meta(session, {r.item.media_file_id: r.meta for r in results if r.meta is not None})
         media_repo.mark_done(session, done, utcnow())
+        outbox.enqueue_media(session, changed)
         self._time("store", started)
 
     def after_commit(self, stored: list[ItemResult], dropped: list[ItemResult]) -> None:

@@ -20,6 +20,7 @@ from app.db.models import ASSIGNED_USER, WHO_USER
 from app.db.types import utcnow
 from app.errors import RequestError
 from app.repositories import history as hrepo
+from app.repositories import outbox
 from app.repositories import persons as prepo
 from app.repositories import recognition as rrepo
 from app.repositories.persons import FaceState, PersonRow
@@ -142,6 +143,8 @@ class Change:
             "rejections_removed": sorted(self.unrejected),
         })
         op_id = hrepo.add_operation(self.session, kind, WHO_USER, summary, details, self.entries, undo_of)
+        # a renamed or hidden person changes what every photo of it says
+        outbox.enqueue_persons(self.session, [k for k in self.before if k in after and self.before[k] != after[k]])
         hrepo.remove_rejections(self.session, self.unrejected)
         hrepo.add_rejections(self.session, self.rejected, op_id)
         return OpResult(op_id, summary, created=list(self.created), deleted=list(self.deleted),
