@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     modes.add_argument("--automate", action="store_true",
                        help="run detection + recognition on a schedule until stopped")
     modes.add_argument("--ingest", metavar="DIR", type=Path,
-                       help="register every image file under DIR (recursively) that is not registered yet")
+                       help="register every image and video file under DIR (recursively) that is not registered yet")
     modes.add_argument("--publish", action="store_true",
                        help="post every pending result event to PUBLISH_URL (retrying as configured), then exit")
     modes.add_argument("--status", action="store_true",
@@ -137,7 +137,7 @@ def run_ingest(settings: Settings, args: argparse.Namespace) -> int:
     result = ingest_folder(ctx.sessions, folder)
     print(
         f"ingested {folder.resolve()}: {result.added} added, {result.skipped} skipped "
-        f"(already registered), {result.ignored} ignored (not images)"
+        f"(already registered), {result.ignored} ignored (not images or videos)"
         + (f", {result.too_long} skipped (path too long)" if result.too_long else "")
     )
     return EXIT_OK

@@ -84,6 +84,8 @@ class ChipInfo:
     camera: dict | None
     cover: bool = False
     best: bool = False
+    frame_number: int | None = None  # a video's face: its frame and time (ms)
+    frame_time_ms: int | None = None
 
 
 def topics(c: ChipInfo) -> list[str]:
@@ -107,7 +109,7 @@ def chip_record(c: ChipInfo, author: str) -> dict:
     name = chip_name(c.face_id)
     return {
         "file": f"{c.folder}/faces/{name}.jpg",
-        "type": "image",
+        "type": "video" if c.frame_number is not None else "image",
         "name": name,
         "author": author,
         "timestamp": c.timestamp,
@@ -125,6 +127,8 @@ def chip_record(c: ChipInfo, author: str) -> dict:
         "gps": c.gps,
         "camera": c.camera,
         "topics": topics(c),
+        **({"frameNumber": c.frame_number, "videoTimestamp": video_timestamp(c.frame_time_ms or 0)}
+           if c.frame_number is not None else {}),
     }
 
 

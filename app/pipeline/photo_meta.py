@@ -34,6 +34,11 @@ class PhotoMeta:
     orientation: int | None = None  # EXIF 1..8
     device_id: str | None = None
     problems: list[str] = field(default_factory=list, compare=False)  # fields that could not be read, and why
+    # a video's facts (app/pipeline/video.py); None for a photo
+    media_type: str | None = None
+    duration_ms: int | None = None
+    codec: str | None = None
+    frame_rate: float | None = None  # fields that could not be read, and why
 
 
 def device_id(make: str | None, model: str | None, file_name: str, pattern: re.Pattern[str] | None) -> str | None:

@@ -25,6 +25,7 @@ class StoredFace:
     thumbnail_path: str | None
     set_by_user: bool
     person_id: int | None = None
+    frame: int | None = None  # a video's face: its frame number
 
 
 @dataclass(frozen=True)
@@ -36,12 +37,14 @@ class Plan(Generic[F]):
 
 
 def reconcile(stored: Sequence[StoredFace], found: Sequence[F], boxes: Sequence[Box],
-              same_face_iou: float = SAME_FACE_IOU) -> Plan[F]:
-    """`boxes[i]` is the box of `found[i]`, in the same pixels as the stored boxes."""
+              same_face_iou: float = SAME_FACE_IOU, frames: Sequence[int | None] | None = None) -> Plan[F]:
+    """`boxes[i]` is the box of `found[i]`, in the same pixels as the stored boxes; in a
+    video, `frames[i]` its frame number: only a kept face of the same frame is the same face."""
     keep = [s for s in stored if s.set_by_user]
     delete = [s for s in stored if not s.set_by_user]
-    kept_boxes = [s.box for s in keep if s.box is not None]
+    kept = [(s.box, s.frame) for s in keep if s.box is not None]
     insert, skip = [], []
-    for face, box in zip(found, boxes):
-        (skip if any(box.iou(k) >= same_face_iou for k in kept_boxes) else insert).append(face)
+    for i, (face, box) in enumerate(zip(found, boxes)):
+        frame = frames[i] if frames is not None else None
+        (skip if any(f == frame and box.iou(k) >= same_face_iou for k, f in kept) else insert).append(face)
     return Plan(keep, delete, insert, skip)

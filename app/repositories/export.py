@@ -34,6 +34,9 @@ class ExportFace:
     height: int | None
     camera_make: str | None
     camera_model: str | None
+    media_type: str | None = None  # "video" for a video's face
+    frame_number: int | None = None
+    frame_time_ms: int | None = None
 
     @property
     def box(self) -> Box | None:
@@ -43,7 +46,7 @@ class ExportFace:
 _COLUMNS = (Faces.Id, Faces.PersonId, Faces.MediaFileId, MediaFile.FilePath, MediaFile.FileName, Faces.BoundingBox,
             Faces.Confidence, Faces.Quality, Faces.AssignedBy, Faces.IsUsable, MediaMeta.TakenAt, MediaMeta.DeviceId,
             MediaMeta.Latitude, MediaMeta.Longitude, MediaMeta.Altitude, MediaMeta.Width, MediaMeta.Height,
-            MediaMeta.CameraMake, MediaMeta.CameraModel)
+            MediaMeta.CameraMake, MediaMeta.CameraModel, MediaMeta.MediaType, Faces.FrameNumber, Faces.FrameTimeMs)
 
 
 def _query():

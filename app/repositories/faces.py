@@ -35,6 +35,9 @@ class NewFace:
     embedding2: bytes | None = None
     embedding2_model: str | None = None
     quality: float | None = None
+    frame_number: int | None = None  # a video's face: its frame, time and track
+    frame_time_ms: int | None = None
+    track_number: int | None = None
 
 
 def set_by_user(assigned_by: str | None, person_id: int | None) -> bool:
@@ -49,12 +52,12 @@ def faces_of_media(session: Session, media_file_ids: Sequence[int]) -> dict[int,
         return out
     rows = session.execute(
         select(Faces.MediaFileId, Faces.Id, Faces.BoundingBox, Faces.ThumbnailPath,
-               Faces.AssignedBy, Faces.PersonId)
+               Faces.AssignedBy, Faces.PersonId, Faces.FrameNumber)
         .where(Faces.MediaFileId.in_(media_file_ids))
         .order_by(Faces.Id)
     ).all()
     for r in rows:
-        out.setdefault(r[0], []).append(StoredFace(r[1], Box.parse(r[2]), r[3], set_by_user(r[4], r[5]), r[5]))
+        out.setdefault(r[0], []).append(StoredFace(r[1], Box.parse(r[2]), r[3], set_by_user(r[4], r[5]), r[5], r[6]))
     return out
 
 
@@ -91,6 +94,9 @@ def insert_faces(session: Session, faces: Sequence[NewFace]) -> list[int]:
                 "EmbeddingModel": f.embedding_model,
                 "Embedding2": f.embedding2,
                 "Embedding2Model": f.embedding2_model,
+                "FrameNumber": f.frame_number,
+                "FrameTimeMs": f.frame_time_ms,
+                "TrackNumber": f.track_number,
             }
             for f in faces
         ],

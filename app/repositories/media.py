@@ -99,6 +99,7 @@ def store_meta(session: Session, metas: dict[int, PhotoMeta]) -> None:
          "CameraMake": m.camera_make, "CameraModel": m.camera_model,
          "Latitude": m.latitude, "Longitude": m.longitude, "Altitude": m.altitude,
          "Orientation": m.orientation, "DeviceId": m.device_id,
-         "Problems": "; ".join(m.problems)[:2000] or None}
+         "Problems": "; ".join(m.problems)[:2000] or None, "MediaType": m.media_type,
+         "DurationMs": m.duration_ms, "Codec": m.codec, "FrameRate": m.frame_rate}
         for i, m in metas.items()
     ])

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Sequence
 
 import numpy as np
-from sqlalchemy import BigInteger, and_, bindparam, cast, delete, false, func, insert, or_, select, text, update
+from sqlalchemy import BigInteger, and_, bindparam, case, cast, delete, false, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from app.db.models import (
@@ -37,6 +37,7 @@ class FaceToEmbed:
     file_path: str
     bounding_box: str
     landmarks: str | None
+    frame_time_ms: int | None = None  # a video's face: the frame to cut it from
 
 
 def faces_to_embed(session: Session, face_ids: Sequence[int]) -> list[FaceToEmbed]:
@@ -44,12 +45,13 @@ def faces_to_embed(session: Session, face_ids: Sequence[int]) -> list[FaceToEmbe
     if not face_ids:
         return []
     rows = session.execute(
-        select(Faces.Id, Faces.MediaFileId, MediaFile.FilePath, Faces.BoundingBox, Faces.Landmarks)
+        select(Faces.Id, Faces.MediaFileId, MediaFile.FilePath, Faces.BoundingBox, Faces.Landmarks,
+               Faces.FrameTimeMs)
         .join(MediaFile, MediaFile.Id == Faces.MediaFileId)
         .where(Faces.Id.in_(face_ids))
-        .order_by(Faces.MediaFileId, Faces.Id)
+        .order_by(Faces.MediaFileId, Faces.FrameTimeMs, Faces.Id)
     ).all()
-    return [FaceToEmbed(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+    return [FaceToEmbed(*r) for r in rows]
 
 
 def save_embeddings(session: Session, rows: Sequence[tuple[int, bytes, bytes | None]], model: str,
@@ -75,7 +77,7 @@ def lock_assignment(session: Session) -> None:
 @dataclass(frozen=True)
 class FaceVectors:
     face_ids: np.ndarray  # int64
-    media_ids: np.ndarray  # int64
+    media_ids: np.ndarray  # int64: what the same-photo rule compares (photo_key(): a frame in a video)
     person_ids: np.ndarray  # int64, -1 for none
     vectors: np.ndarray  # float32 (n, d): the deciding model's
     match_vectors: np.ndarray  # float32 (n, 512): FaceNet's (the same array when FaceNet decides)
@@ -96,12 +98,25 @@ def _vectors(rows, same: bool) -> FaceVectors:
     return FaceVectors(ids, media, persons, vectors, match, considered)
 
 
+def photo_key():
+    """What the same-photo rule compares (two faces of one photo are two people): the
+    media file for a photo's faces, the frame for a video's (one person is in many frames
+    of a video; two faces of one frame are two people). Frames get negative keys, which
+    no media file id is."""
+    media = cast(Faces.MediaFileId, BigInteger)
+    return case((Faces.FrameNumber.is_(None), media),
+                else_=-(media * FRAME_KEY_SPAN + cast(Faces.FrameNumber, BigInteger) + 1))
+
+
+FRAME_KEY_SPAN = 1 << 24  # frames per video in the key: 16.7M (9 days at 20 fps)
+
+
 def _columns(facenet: str, model: str):
     """Columns to read and the condition that a face has every vector needed: FaceNet's
     in Embedding (the contract's column) and, when another model decides, its vector
     in Embedding2."""
     has_facenet = and_(Faces.Embedding.is_not(None), Faces.EmbeddingModel == facenet)
-    columns = [Faces.Id, Faces.MediaFileId, Faces.PersonId, Faces.ConsideredAt, Faces.Embedding]
+    columns = [Faces.Id, photo_key(), Faces.PersonId, Faces.ConsideredAt, Faces.Embedding]
     if model == facenet:
         return columns, has_facenet
     return columns + [Faces.Embedding2], and_(has_facenet, Faces.Embedding2.is_not(None),
@@ -239,7 +254,7 @@ class FaceTable:
     """Every face with the vectors the deciding step needs, as arrays in face-id order."""
 
     face_ids: np.ndarray  # int64, ascending
-    media_ids: np.ndarray  # int64
+    media_ids: np.ndarray  # int64: what the same-photo rule compares (photo_key(): a frame in a video)
     person_ids: np.ndarray  # int64, -1 for none
     considered: np.ndarray  # bool: the assignment step has looked at this face before
     open: np.ndarray  # bool: unassigned and the step may assign it (usable, not left alone by a user)
@@ -255,7 +270,7 @@ def face_table(session: Session, facenet: str, model: str) -> FaceTable:
     _, ready = _columns(facenet, model)
     may_assign = and_(Faces.PersonId.is_(None), Faces.IsUsable.is_(True),
                       or_(Faces.AssignedBy.is_(None), Faces.AssignedBy.in_((ASSIGNED_MATCHED, ASSIGNED_CLUSTERED))))
-    query = select(cast(Faces.Id, BigInteger), cast(Faces.MediaFileId, BigInteger),
+    query = select(cast(Faces.Id, BigInteger), photo_key(),
                    cast(func.coalesce(Faces.PersonId, -1), BigInteger), Faces.ConsideredAt.is_not(None),
                    func.coalesce(may_assign, false())).where(ready).order_by(Faces.Id)
     if session.get_bind().dialect.name == "postgresql":

@@ -33,7 +33,9 @@ from app.pipeline.analyze import (
     detection_input,
 )
 from app.pipeline.decode import DecodeError, Decoded, load, load_rgb
-from app.pipeline.photo_meta import PhotoMeta
+from app.pipeline.photo_meta import PhotoMeta, device_id
+from app.pipeline.tracks import Candidate, Tracker
+from app.pipeline.video import VideoReader, is_video
 from app.pipeline.quality import Gates
 from app.pipeline.reconcile import reconcile
 from app.pipeline.resize import Scale
@@ -112,6 +114,24 @@ class Detection:
     thumbnail: str  # its file, written already
     crop: Prepared | None = None  # for the embedder, cut from the image decoded for detection
     vectors: Vectors | None = None
+    frame: Frame | None = None  # a video's face: where in the video
+
+
+@dataclass(frozen=True)
+class Frame:
+    number: int
+    time_ms: int
+    track: int
+
+
+@dataclass(frozen=True)
+class VideoFace:
+    """A face of a sampled frame, while its track decides whether it is kept."""
+
+    found: FoundFace
+    number: int
+    time_ms: int
+    vectors: Vectors | None
 
 
 @dataclass(frozen=True)
@@ -169,6 +189,7 @@ class DetectionStage:
         # With an encoder (--all, --automate), faces are embedded from the image already
         # decoded here, which saves the embedding stage a second decode.
         self.encoder = encoder if settings.embed_at_detection_min_px > 0 else None
+        self.video_encoder = encoder  # loaded on the first video when None (app/pipeline/video.py)
         self.settings = settings
         self.opts = analyze_options(settings)
         self.device_pattern = re.compile(settings.device_id_pattern) if settings.device_id_pattern else None
@@ -297,11 +318,95 @@ class DetectionStage:
 
     def work(self, items, stop: StopFlag | None):
         started = time.perf_counter()
-        outcomes = detect_flow.run(items, self, stop, batch=MODEL_BATCH)
+        photos = [i for i in items if not is_video(i.file_path)]
+        outcomes = detect_flow.run(photos, self, stop, batch=MODEL_BATCH) if photos else []
         self._time("work", started)
         results = [o for o in outcomes if not isinstance(o, Problem)]
         self._embed(results)
-        return results, [o for o in outcomes if isinstance(o, Problem)]
+        problems = [o for o in outcomes if isinstance(o, Problem)]
+        for item in (i for i in items if is_video(i.file_path)):
+            if stop is not None and stop.is_set():
+                break  # not started: handed back
+            started = time.perf_counter()
+            outcome = self._video(item, stop)
+            self._time("video", started)
+            if isinstance(outcome, Problem):
+                problems.append(outcome)
+            elif outcome is not None:
+                results.append(outcome)
+        return results, problems
+
+    # --- videos ----------------------------------------------------------------------------
+    def _video_encoder(self) -> FaceEncoder:
+        """Tracks need vectors, so a video's faces are always embedded here (`--db` too)."""
+        if self.video_encoder is None:
+            from app.inference.registry import make_encoder
+
+            s = self.settings
+            self.video_encoder = make_encoder(s.embedder, s.facenet, s.model_threads, s.embed_batch_size,
+                                              s.embed_crop_margin, s.embed_flip)
+        self.video_encoder.load()  # once; later calls return at once
+        return self.video_encoder
+
+    def _frame_faces(self, rgb: np.ndarray, encoder: FaceEncoder) -> list[tuple[FoundFace, Vectors | None]]:
+        """One sampled frame: its faces found, measured, thumbnailed, and the usable ones embedded."""
+        small, scale = detection_input(rgb, self.opts)
+        found = describe_faces(rgb, detect_prepared(small, scale, self.detector, self.opts), self.opts)
+        crops: list[Prepared | None] = []
+        for f in found:
+            try:
+                crops.append(encoder.prepare(rgb, f.face.box, list(f.face.landmarks)) if f.usable else None)
+            except ValueError:  # no landmarks to align it: kept for display, not embedded
+                crops.append(None)
+        vectors = iter(encoder.encode([c for c in crops if c is not None]))
+        return [(f, next(vectors) if c is not None else None) for f, c in zip(found, crops)]
+
+    def _video(self, item: media_repo.ClaimedItem, stop: StopFlag | None) -> ItemResult | Problem | None:
+        """A whole video: sampled frames through the detector and the embedders, faces
+        grouped into tracks, each track's best faces kept (thumbnails written for those
+        only). None when stopped halfway (the item is handed back and done again)."""
+        s = self.settings
+        try:
+            encoder = self._video_encoder()
+            tracker: Tracker[VideoFace] = Tracker(s.video_faces_per_track, s.video_track_iou,
+                                                  s.video_track_similarity, s.match_threshold)
+            with VideoReader(Path(item.file_path), self.opts.max_pixels) as video:
+                info = video.info
+                frames = 0
+                for sample, frame in enumerate(video.sample(s.video_frame_interval_seconds, s.video_max_frames)):
+                    if stop is not None and stop.is_set():
+                        return None
+                    frames += 1
+                    tracker.add(sample, [
+                        Candidate(f.face.box, np.frombuffer(v.embedding, np.float32) if v is not None else None,
+                                  (f.usable, f.quality or 0.0), VideoFace(f, frame.number, frame.time_ms, v))
+                        for f, v in self._frame_faces(frame.rgb, encoder)
+                    ])
+        except DecodeError as exc:
+            return Problem(item.item_id, str(exc), permanent=exc.permanent)
+        except MemoryError:
+            return Problem(item.item_id, "out of memory while processing the video")
+        except Exception as exc:
+            return self._unexpected(item, exc)
+        kept = tracker.kept()
+        files: list[str] = []
+        try:
+            for _, c in kept:
+                files.append(str(thumbnails.write(s.thumbnail_path, item.media_file_id, c.item.found.thumbnail)))
+        except OSError as exc:
+            thumbnails.delete(files)
+            return Problem(item.item_id, f"cannot write face thumbnails under {s.thumbnail_path}: {exc}")
+        log.info("%s: %d frames sampled, %d faces in %d tracks, %d kept", self.describe(item.item_id), frames,
+                 sum(t.faces for t in tracker.tracks), len(tracker.tracks), len(kept))
+        name = Path(item.file_path).name
+        meta = PhotoMeta(info.width, info.height, taken_at=info.created, camera_make=info.make,
+                         camera_model=info.model,
+                         device_id=device_id(info.make, info.model, name, self.device_pattern),
+                         media_type="video", duration_ms=info.duration_ms, codec=info.codec,
+                         frame_rate=info.frame_rate)
+        return ItemResult(item, [Detection(c.item.found, path, None, c.item.vectors,
+                                           Frame(c.item.number, c.item.time_ms, track))
+                                 for (track, c), path in zip(kept, files)], meta)
 
     def store(self, session: Session, results: list[ItemResult]) -> None:
         started = time.perf_counter()
@@ -311,7 +416,8 @@ class DetectionStage:
         doomed: list[int] = []
         changed: list[int] = []  # media files whose faces changed: an event each (app/services/publish.py)
         for r in results:
-            plan = reconcile(stored.get(r.item.media_file_id, []), r.faces, [d.found.face.box for d in r.faces])
+            plan = reconcile(stored.get(r.item.media_file_id, []), r.faces, [d.found.face.box for d in r.faces],
+                             frames=[d.frame.number if d.frame else None for d in r.faces])
             doomed.extend(s.face_id for s in plan.delete)
             if plan.delete or plan.insert:
                 changed.append(r.item.media_file_id)
@@ -322,9 +428,12 @@ class DetectionStage:
                     confidence=d.found.face.score, landmarks=d.found.face.landmarks_json(), blur=d.found.blur,
                     is_usable=d.found.usable, thumbnail_path=d.thumbnail, quality=d.found.quality,
                     embedding=d.vectors.embedding if d.vectors else None,
-                    embedding_model=self.encoder.model if d.vectors else None,
+                    embedding_model=self._encoder_of(d).model if d.vectors else None,
                     embedding2=d.vectors.embedding2 if d.vectors else None,
-                    embedding2_model=self.encoder.model2 if d.vectors else None,
+                    embedding2_model=self._encoder_of(d).model2 if d.vectors else None,
+                    frame_number=d.frame.number if d.frame else None,
+                    frame_time_ms=d.frame.time_ms if d.frame else None,
+                    track_number=d.frame.track if d.frame else None,
                 )
                 for d in plan.insert
             )
@@ -339,6 +448,9 @@ class DetectionStage:
         media_repo.mark_done(session, done, utcnow())
         outbox.enqueue_media(session, changed)
         self._time("store", started)
+
+    def _encoder_of(self, d: Detection) -> FaceEncoder:
+        return self.video_encoder if d.frame is not None else self.encoder
 
     def after_commit(self, stored: list[ItemResult], dropped: list[ItemResult]) -> None:
         for r in stored:

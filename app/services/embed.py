@@ -22,6 +22,7 @@ from app.config import Settings
 from app.errors import first_line
 from app.pipeline.encode import FaceEncoder, Prepared, parse_landmarks
 from app.pipeline.decode import DecodeError, load_rgb
+from app.pipeline.video import frame_at
 from app.repositories import queue as q_repo
 from app.repositories import recognition as repo
 from app.services import work_queue
@@ -76,12 +77,16 @@ class EmbeddingStage:
     def _crops(self, faces: list[repo.FaceToEmbed], stop: StopFlag | None):
         """(face ids, crops) of the faces that could be cropped, and problems for the others."""
         ids, crops, problems = [], [], []
-        for _, group in groupby(faces, key=lambda f: f.media_file_id):
+        for _, group in groupby(faces, key=lambda f: (f.media_file_id, f.frame_time_ms)):
             if stop is not None and stop.is_set():
                 break
             group = list(group)
             try:
-                image = load_rgb(Path(group[0].file_path), self.settings.max_image_pixels)
+                path, at = Path(group[0].file_path), group[0].frame_time_ms
+                if at is not None:  # a face found in a video: cut from its frame
+                    image = frame_at(path, at, self.settings.max_image_pixels)
+                else:
+                    image = load_rgb(path, self.settings.max_image_pixels)
             except DecodeError as exc:
                 problems.extend(Problem(f.face_id, f"cannot read the photo: {exc}", exc.permanent) for f in group)
                 continue

@@ -32,6 +32,7 @@ from app.errors import RequestError
 from app.pipeline import export_layout as layout
 from app.pipeline.decode import DecodeError, Decoded, load
 from app.pipeline.thumbnail import thumbnail_jpeg
+from app.pipeline.video import frame_at
 from app.repositories import export as erepo
 from app.repositories import persons as prepo
 from app.repositories.export import ExportFace
@@ -90,11 +91,16 @@ class _Photos:
             return None
         return datetime.fromtimestamp(st.st_mtime, timezone.utc).isoformat().replace("+00:00", "Z")
 
-    def image(self, path: str, at_least: int | None) -> Decoded:
-        key = (path, at_least)
+    def image(self, path: str, at_least: int | None, frame_time_ms: int | None = None) -> Decoded:
+        """The photo, or the video's frame at `frame_time_ms`."""
+        key = (path, at_least if frame_time_ms is None else -1 - frame_time_ms)
         if key not in self.decoded:
             try:
-                self.decoded[key] = load(Path(path), self.max_pixels, at_least)
+                if frame_time_ms is not None:
+                    rgb = frame_at(Path(path), frame_time_ms, self.max_pixels)
+                    self.decoded[key] = Decoded(rgb, rgb.shape[1], rgb.shape[0])
+                else:
+                    self.decoded[key] = load(Path(path), self.max_pixels, at_least)
             except DecodeError as exc:
                 self.decoded[key] = str(exc)
             while len(self.decoded) > 4:
@@ -124,12 +130,12 @@ class _Plan:
         box = face.box
         if box is None or box.w <= 0 or box.h <= 0:
             return None
-        key = (f"chip:{face.face_id}:{face.bounding_box}:{self.settings.export_chip_size}:"
+        key = (f"chip:{face.face_id}:{face.bounding_box}:{face.frame_time_ms}:{self.settings.export_chip_size}:"
                f"{self.settings.export_chip_margin}:{self.photos.version(face.file_path)}")
         at_least = self._at_least(face, box)
 
         def write(path: Path) -> None:
-            decoded = self.photos.image(face.file_path, at_least)
+            decoded = self.photos.image(face.file_path, at_least, face.frame_time_ms)
             scale = decoded.rgb.shape[1] / decoded.width
             small = Box(box.x * scale, box.y * scale, box.w * scale, box.h * scale)
             path.write_bytes(thumbnail_jpeg(decoded.rgb, small, self.settings.export_chip_size,
@@ -162,7 +168,8 @@ def _chip_info(face: ExportFace, folder: str, person_name: str | None, photos: _
     bounds = {"x": round(box.x), "y": round(box.y), "w": round(box.w), "h": round(box.h)} if box else None
     return layout.ChipInfo(face.face_id, face.person_id, person_name, folder, face.media_file_id, face.file_path,
                            bounds, face.confidence, face.quality, face.assigned_by, when,
-                           source if when else None, face.device_id, gps, camera)
+                           source if when else None, face.device_id, gps, camera,
+                           frame_number=face.frame_number, frame_time_ms=face.frame_time_ms)
 
 
 def export(sessions: sessionmaker[Session], settings: Settings, out_dir: Path,

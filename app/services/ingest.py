@@ -1,4 +1,4 @@
-"""--ingest DIR: register every image file under a folder that is not registered yet."""
+"""--ingest DIR: register every image and video file under a folder that is not registered yet."""
 from __future__ import annotations
 
 import logging
@@ -9,6 +9,7 @@ from typing import Iterator
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.pipeline.video import VIDEO_EXTENSIONS
 from app.repositories import media as media_repo
 
 log = logging.getLogger(__name__)
@@ -17,6 +18,7 @@ log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm"}
 )
+MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS  # videos: app/pipeline/video.py
 MAX_PATH = 500  # MediaFile.FilePath
 MAX_NAME = 255  # MediaFile.FileName
 CHUNK = 500  # files checked and inserted per transaction
@@ -26,7 +28,7 @@ CHUNK = 500  # files checked and inserted per transaction
 class IngestResult:
     added: int = 0
     skipped: int = 0  # registered before
-    ignored: int = 0  # not an image file by its extension
+    ignored: int = 0  # not an image or video file by its extension
     too_long: int = 0  # path does not fit MediaFile.FilePath
 
 
@@ -45,7 +47,7 @@ def ingest_folder(factory: sessionmaker[Session], root: Path) -> IngestResult:
     result = IngestResult()
     chunk: list[Path] = []
     for path in iter_image_files(root):
-        if path.suffix.lower() not in IMAGE_EXTENSIONS:
+        if path.suffix.lower() not in MEDIA_EXTENSIONS:
             result.ignored += 1
             continue
         if len(str(path)) > MAX_PATH or len(path.name) > MAX_NAME:

@@ -1,0 +1,228 @@
+"""Video files: their facts, and frames sampled at an interval, decoded with PyAV (its
+wheel brings FFmpeg and the codecs), or exactly why not.
+
+Frames are decoded one after another and only the sampled ones become RGB arrays, so
+memory stays that of a few frames whatever the video's length. Frame numbers count the
+frames in presentation order from 0; times are milliseconds from the video's start.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from app.pipeline.decode import DecodeError
+
+log = logging.getLogger("app.detection")
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm"})
+# A video whose frames end this much before its stated length is cut short (a file still
+# being copied, or a broken download): it fails and is tried again later.
+TRUNCATION_SLACK_MS = 2000
+
+
+def is_video(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def container_kind(path: Path) -> str | None:
+    """The container its first bytes announce (MP4/QuickTime, Matroska/WebM, AVI), or None."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(12)
+    except OSError:
+        return None
+    if head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"):
+        return "MP4/QuickTime"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "Matroska/WebM"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "AVI"
+    return None
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int
+    height: int
+    duration_ms: int | None
+    codec: str
+    frame_rate: float | None
+    created: datetime | None  # the container's creation_time tag
+    make: str | None = None  # the recording device, when the container says (phones do)
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class Frame:
+    number: int
+    time_ms: int
+    rgb: np.ndarray
+
+
+def _created(tags: dict) -> datetime | None:
+    raw = tags.get("creation_time") or tags.get("com.apple.quicktime.creationdate")
+    if not raw:
+        return None
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        log.warning("video creation time unreadable: %r", raw)
+        return None
+
+
+def _tag(tags: dict, *names: str) -> str | None:
+    for name in names:
+        value = (tags.get(name) or "").strip()
+        if value:
+            return value[:100]
+    return None
+
+
+def _seconds(value, base: Fraction | None) -> float | None:
+    if value is None or base is None:
+        return None
+    return float(value * base)
+
+
+class VideoReader:
+    """`with VideoReader(path, max_pixels) as video:` then `video.info` and `video.sample(...)`.
+    Every failure is a DecodeError whose message is stored on the media item."""
+
+    def __init__(self, path: Path, max_pixels: int):
+        self.path = path
+        self.max_pixels = max_pixels
+        self.container = None
+        self.stream = None
+        self.info: VideoInfo | None = None
+
+    def __enter__(self) -> "VideoReader":
+        import av
+
+        path = self.path
+        if not path.exists():
+            raise DecodeError(f"file not found: {path}")
+        if not path.is_file():
+            raise DecodeError(f"not a regular file: {path}", permanent=True)
+        if path.stat().st_size == 0:
+            raise DecodeError("empty file (0 bytes)", permanent=True)
+        try:
+            self.container = av.open(str(path), metadata_errors="ignore")
+        except av.FFmpegError as exc:
+            if container_kind(path) is None:
+                raise DecodeError(f"not a video file (unrecognised format): {exc}", permanent=True) from None
+            # a known container that does not open: cut short (still being copied?) or broken
+            raise DecodeError(f"corrupt or truncated {container_kind(path)} video: {exc}") from None
+        try:
+            streams = self.container.streams.video
+            if not streams:
+                kinds = sorted({s.type for s in self.container.streams})
+                raise DecodeError(f"no video stream (the file holds {', '.join(kinds) or 'no streams'}: "
+                                  "an audio-only file?)", permanent=True)
+            stream = streams[0]
+            ctx = stream.codec_context
+            if ctx is None or not ctx.name:
+                raise DecodeError("unsupported video codec (no decoder for it in this FFmpeg build)",
+                                  permanent=True)
+            stream.thread_type = "AUTO"
+            w, h = ctx.width, ctx.height
+            if w * h > self.max_pixels:
+                raise DecodeError(f"video frames too large: {w}x{h} = {w * h:,} pixels, limit "
+                                  f"{self.max_pixels:,} (MAX_IMAGE_PIXELS)", permanent=True)
+            duration = _seconds(stream.duration, stream.time_base)
+            if duration is None and self.container.duration:
+                duration = self.container.duration / 1_000_000  # AV_TIME_BASE
+            rate = stream.average_rate or stream.guessed_rate
+            self.stream = stream
+            tags = dict(self.container.metadata)
+            self.info = VideoInfo(w, h, None if duration is None else round(duration * 1000), ctx.name,
+                                  float(rate) if rate else None, _created(tags),
+                                  _tag(tags, "com.apple.quicktime.make", "make"),
+                                  _tag(tags, "com.apple.quicktime.model", "model"))
+        except BaseException:
+            self.container.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.container is not None:
+            self.container.close()
+
+    def interval_ms(self, interval_seconds: float, max_frames: int) -> float:
+        """The sampling interval: as set, or longer so a long video stays within max_frames."""
+        interval = interval_seconds * 1000
+        if self.info and self.info.duration_ms:
+            interval = max(interval, self.info.duration_ms / max_frames)
+        return interval
+
+    def _frames(self) -> Iterator:
+        import av
+
+        start = self.stream.start_time or 0
+        try:
+            for frame in self.container.decode(self.stream):
+                yield frame, start
+        except av.FFmpegError as exc:
+            raise DecodeError(f"corrupt or truncated video: {exc}") from None
+
+    def sample(self, interval_seconds: float, max_frames: int) -> Iterator[Frame]:
+        """The frames at 0, interval, 2 x interval, ... (the first frame at or after each
+        time), at most `max_frames`, as RGB arrays."""
+        interval = self.interval_ms(interval_seconds, max_frames)
+        fps = self.info.frame_rate or 25.0
+        base = self.stream.time_base
+        target = 0.0
+        taken = number = 0
+        last_ms = None
+        for number, (frame, start) in enumerate(self._frames()):
+            if frame.pts is not None and base is not None:
+                ms = float((frame.pts - start) * base) * 1000
+            else:
+                ms = number * 1000 / fps
+            last_ms = ms
+            if ms + 0.5 < target:
+                continue
+            if frame.width * frame.height > self.max_pixels:
+                raise DecodeError(f"video frame {number} too large: {frame.width}x{frame.height}", permanent=True)
+            yield Frame(number, max(0, round(ms)), frame.to_ndarray(format="rgb24"))
+            taken += 1
+            if taken >= max_frames:
+                return
+            target = math.floor(ms / interval + 1e-9) * interval + interval
+        if last_ms is None:
+            raise DecodeError("no frame could be decoded (corrupt or truncated video)")
+        duration = self.info.duration_ms
+        if duration is not None and last_ms < duration - max(TRUNCATION_SLACK_MS, 3 * 1000 / fps):
+            raise DecodeError(f"truncated video: its frames end at {last_ms / 1000:.1f} s of the "
+                              f"{duration / 1000:.1f} s it states")
+
+
+def frame_at(path: Path, time_ms: int, max_pixels: int) -> np.ndarray:
+    """The frame shown at `time_ms` (the embedding stage and --export cut faces from it),
+    found by seeking to the key frame before it and decoding forward."""
+    import av
+
+    with VideoReader(path, max_pixels) as video:
+        stream = video.stream
+        base = stream.time_base
+        start = stream.start_time or 0
+        if base is not None:
+            try:
+                video.container.seek(start + int(time_ms / 1000 / base), stream=stream, backward=True)
+            except av.FFmpegError:
+                pass  # decode from the start instead
+        best = None
+        for frame, _ in video._frames():
+            ms = float((frame.pts - start) * base) * 1000 if frame.pts is not None and base else None
+            if ms is None or ms + 0.5 >= time_ms:
+                return frame.to_ndarray(format="rgb24")
+            best = frame
+        if best is None:
+            raise DecodeError(f"no frame at {time_ms} ms (corrupt or truncated video)")
+        return best.to_ndarray(format="rgb24")

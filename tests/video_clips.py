@@ -1,0 +1,81 @@
+"""Real video files made from dev photos with PyAV, for the video tests and bench/.
+
+A clip is a list of scenes; each scene lasts some seconds and shows some photos at given
+places on a grey canvas, drifting a few pixels per frame as a filmed face would.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class Shot:
+    photo: Path
+    x: int  # top-left corner on the canvas
+    y: int
+    height: int  # the photo's height on the canvas, in pixels
+
+
+@dataclass(frozen=True)
+class Scene:
+    seconds: float
+    shots: list[Shot] = field(default_factory=list)
+
+
+def _canvas(scene: Scene, size: tuple[int, int], t: int, cache: dict) -> np.ndarray:
+    w, h = size
+    canvas = Image.new("RGB", (w, h), (96, 96, 96))
+    for shot in scene.shots:
+        key = (shot.photo, shot.height)
+        if key not in cache:
+            with Image.open(shot.photo) as im:
+                im = im.convert("RGB")
+                cache[key] = im.resize((round(im.width * shot.height / im.height), shot.height), Image.BILINEAR)
+        drift = (t % 20) - 10  # a few pixels to and fro
+        canvas.paste(cache[key], (shot.x + drift, shot.y + drift // 2))
+    return np.asarray(canvas)
+
+
+def write_clip(path: Path, scenes: list[Scene], size: tuple[int, int] = (640, 360), fps: int = 10,
+               codec: str = "libx264", faststart: bool = False) -> int:
+    """Encode the scenes into `path` (container from its extension); returns the frame count.
+    `faststart`: an .mp4's index goes first, so a cut-off copy still opens."""
+    import av
+
+    cache: dict = {}
+    frames = 0
+    with av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {}) as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        for scene in scenes:
+            for t in range(round(scene.seconds * fps)):
+                frame = av.VideoFrame.from_ndarray(_canvas(scene, size, t, cache), format="rgb24")
+                for packet in stream.encode(frame):
+                    out.mux(packet)
+                frames += 1
+        for packet in stream.encode():
+            out.mux(packet)
+    return frames
+
+
+def write_audio_only(path: Path, seconds: float = 1.0) -> None:
+    """An .mp4 holding one AAC audio stream and no video."""
+    import av
+
+    rate = 44100
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=rate)
+        samples = np.zeros((1, 1024), np.float32)
+        for n in range(int(seconds * rate / 1024)):
+            frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+            frame.sample_rate = rate
+            frame.pts = n * 1024
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
