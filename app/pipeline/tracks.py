@@ -1,13 +1,13 @@
-"""Face tracks in a video: the same face in consecutive sampled frames is one track, and
-a track keeps only its best few faces (a 10-minute interview is not 600 faces of one
-person).
+"""Face tracks in a video: the same face in consecutive sampled frames is one track, and a
+track keeps only its best few faces (a 10-minute interview is not 600 faces of one person).
 
-Pure: faces in, tracks out; no model, no database. A face joins a track that was seen in
-the previous sample when their boxes overlap (IoU >= `iou`) and, when both have vectors,
-the vectors agree (cosine >= `similarity`); or, wherever it is, when the vectors agree as
-much as matching requires (`match_similarity`: a cut between two shots of one person).
-Per sample the closest pairs are taken first, and a track takes at most one face of a
-frame (two faces of one frame are two people).
+Pure: faces in, tracks out; no model, no database. A face continues a track seen in one of
+the last two samples (a detector may miss a face once) when their boxes overlap (IoU >=
+`iou`) and, when both have vectors, the vectors agree (cosine >= `similarity`). Failing
+that, it joins any track whose vectors agree as much as matching requires
+(`match_similarity`: a cut between two shots of one person, or someone coming back).
+Per sample the closest pairs are taken first, continuing before jumping, and a track
+takes at most one face of a frame (two faces of one frame are two people).
 """
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ class Tracker(Generic[T]):
         """How well a face continues a track (higher is better), None when it does not."""
         tv = track.vector
         cos = float(tv @ c.vector) if tv is not None and c.vector is not None else None
-        near = sample - track.last_sample <= self.max_gap and c.box.iou(track.last_box) >= self.iou
+        near = sample - track.last_sample <= self.max_gap + 1 and c.box.iou(track.last_box) >= self.iou
         if near and (cos is None or cos >= self.similarity):  # continues it: before any jump
             return 2.0 + (cos if cos is not None else c.box.iou(track.last_box))
         if cos is not None and cos >= self.match_similarity:

@@ -1,0 +1,80 @@
+"""Video files (app/pipeline/video.py) made here with PyAV: facts, sampling, frame lookup,
+and the reasons a video cannot be used."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.pipeline.decode import DecodeError
+from app.pipeline.export_layout import video_timestamp
+from app.pipeline.video import VideoReader, container_kind, frame_at, is_video
+from tests.video_clips import Scene, Shot, write_audio_only, write_clip
+
+MAX = 100_000_000
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("video") / "grey.mp4"
+    assert write_clip(path, [Scene(6.0)], size=(320, 240), fps=25) == 150
+    return path
+
+
+def test_facts_and_sampling(clip):
+    with VideoReader(clip, MAX) as video:
+        info = video.info
+        assert (info.width, info.height, info.duration_ms, info.codec, info.frame_rate) == (320, 240, 6000, "h264", 25.0)
+        frames = list(video.sample(1.0, 100))
+    assert [(f.number, f.time_ms) for f in frames] == [(25 * k, 1000 * k) for k in range(6)]
+    assert all(f.rgb.shape == (240, 320, 3) and f.rgb.dtype == np.uint8 for f in frames)
+
+
+def test_the_frame_cap_spreads_samples_over_the_whole_video(clip):
+    with VideoReader(clip, MAX) as video:
+        assert video.interval_ms(0.5, 3) == 2000  # 6 s in at most 3 frames
+        assert [f.time_ms for f in video.sample(0.5, 3)] == [0, 2000, 4000]
+    with VideoReader(clip, MAX) as video:
+        assert [f.time_ms for f in video.sample(0.4, 100)][:4] == [0, 400, 800, 1200]
+
+
+def test_frame_at_gives_the_sampled_frame(tmp_path):
+    img = tmp_path / "square.png"
+    Image.new("RGB", (60, 60), (250, 10, 10)).save(img)
+    path = tmp_path / "moving.mkv"
+    write_clip(path, [Scene(3.0, [Shot(img, 10, 10, 60)]), Scene(3.0, [Shot(img, 200, 100, 60)])],
+               size=(320, 240), fps=10)
+    with VideoReader(path, MAX) as video:
+        sampled = {f.time_ms: f.rgb for f in video.sample(1.0, 10)}
+    for ms in (0, 2000, 4000, 5000):
+        got = frame_at(path, ms, MAX)
+        assert np.abs(got.astype(int) - sampled[ms]).max() <= 2, ms
+
+
+def test_reasons(tmp_path, clip):
+    cases = {}
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    cases["empty.mp4"] = ("empty file (0 bytes)", True)
+    (tmp_path / "text.webm").write_bytes(b"hello " * 200)
+    cases["text.webm"] = ("not a video file", True)
+    write_audio_only(tmp_path / "audio.mp4")
+    cases["audio.mp4"] = ("no video stream", True)
+    data = clip.read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])  # the index is at the end: cannot open
+    cases["cut.mp4"] = ("corrupt or truncated MP4/QuickTime video", False)
+    cases["missing.mp4"] = ("file not found", False)
+    for name, (reason, permanent) in cases.items():
+        with pytest.raises(DecodeError) as err:
+            with VideoReader(tmp_path / name, MAX) as video:
+                list(video.sample(1.0, 10))
+        assert reason in str(err.value) and err.value.permanent == permanent, (name, str(err.value))
+    with pytest.raises(DecodeError, match="video frames too large: 320x240"):
+        with VideoReader(clip, 320 * 240 - 1):
+            pass
+
+
+def test_names_and_timestamps(clip):
+    assert is_video("a/b/C.MOV") and is_video("x.webm") and not is_video("x.jpg")
+    assert container_kind(clip) == "MP4/QuickTime"
+    assert video_timestamp(24_000) == "00:00:24.000"
+    assert video_timestamp(3_723_045) == "01:02:03.045"
