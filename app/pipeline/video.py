@@ -203,6 +203,50 @@ class VideoReader:
                               f"{duration / 1000:.1f} s it states")
 
 
+def ahead(frames: Iterator[Frame], depth: int = 2) -> Iterator[Frame]:
+    """The same frames, decoded on a helper thread up to `depth` ahead of the caller (FFmpeg
+    releases the GIL), so decoding overlaps the models; an error is raised where the frame
+    would have come. Closing the generator stops the helper."""
+    import queue
+    import threading
+
+    box: queue.Queue = queue.Queue(maxsize=depth)
+    done = threading.Event()
+    END = object()
+
+    def put(value) -> bool:
+        while not done.is_set():
+            try:
+                box.put(value, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for frame in frames:
+                if not put(frame):
+                    return
+            put(END)
+        except BaseException as exc:  # handed to the caller
+            put(exc)
+
+    helper = threading.Thread(target=run, name="video-decode", daemon=True)
+    helper.start()
+    try:
+        while True:
+            got = box.get()
+            if got is END:
+                return
+            if isinstance(got, BaseException):
+                raise got
+            yield got
+    finally:
+        done.set()
+        helper.join()
+
+
 def frame_at(path: Path, time_ms: int, max_pixels: int) -> np.ndarray:
     """The frame shown at `time_ms` (the embedding stage and --export cut faces from it),
     found by seeking to the key frame before it and decoding forward."""

@@ -35,7 +35,7 @@ from app.pipeline.analyze import (
 from app.pipeline.decode import DecodeError, Decoded, load, load_rgb
 from app.pipeline.photo_meta import PhotoMeta, device_id
 from app.pipeline.tracks import Candidate, Tracker
-from app.pipeline.video import VideoReader, is_video
+from app.pipeline.video import VideoReader, ahead, is_video
 from app.pipeline.quality import Gates
 from app.pipeline.reconcile import reconcile
 from app.pipeline.resize import Scale
@@ -373,7 +373,8 @@ class DetectionStage:
             with VideoReader(Path(item.file_path), self.opts.max_pixels) as video:
                 info = video.info
                 frames = 0
-                for sample, frame in enumerate(video.sample(s.video_frame_interval_seconds, s.video_max_frames)):
+                sampled = ahead(video.sample(s.video_frame_interval_seconds, s.video_max_frames))
+                for sample, frame in enumerate(sampled):
                     if stop is not None and stop.is_set():
                         return None
                     frames += 1
