@@ -41,11 +41,13 @@ def _canvas(scene: Scene, size: tuple[int, int], t: int, cache: dict) -> np.ndar
 
 
 def write_clip(path: Path, scenes: list[Scene], size: tuple[int, int] = (640, 360), fps: int = 10,
-               codec: str = "libx264", faststart: bool = False, grain: float = 0.0) -> int:
+               codec: str = "libx264", faststart: bool = False, grain: float = 0.0, keyframes: int | None = None
+               ) -> int:
     """Encode the scenes into `path` (container from its extension); returns the frame count.
     `faststart`: an .mp4's index goes first, so a cut-off copy still opens. `grain`: the
     standard deviation of noise added to every frame, as a camera sensor's (a still,
-    noiseless picture compresses and decodes far faster than filmed video)."""
+    noiseless picture compresses and decodes far faster than filmed video). `keyframes`: a
+    key frame every this many frames (the encoder's default otherwise: 250 for x264)."""
     import av
 
     cache: dict = {}
@@ -54,6 +56,8 @@ def write_clip(path: Path, scenes: list[Scene], size: tuple[int, int] = (640, 36
         stream = out.add_stream(codec, rate=fps)
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
+        if keyframes:
+            stream.codec_context.gop_size = keyframes
         if codec == "libx264":
             stream.options = {"preset": "veryfast", "crf": "21"}  # a camera's quality, not a stream's
         rng = np.random.default_rng(0)

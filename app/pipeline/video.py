@@ -25,6 +25,9 @@ VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm"})
 # A video whose frames end this much before its stated length is cut short (a file still
 # being copied, or a broken download): it fails and is tried again later.
 TRUNCATION_SLACK_MS = 2000
+# Sampled frames further apart than this are reached by seeking (long videos, whose
+# interval grows to keep within VIDEO_MAX_FRAMES), not by decoding every frame between.
+SEEK_MIN_MS = 2000
 
 
 def is_video(path: str | Path) -> bool:
@@ -101,6 +104,7 @@ class VideoReader:
         self.container = None
         self.stream = None
         self.info: VideoInfo | None = None
+        self.decoded = 0  # frames decoded so far (sampled or not)
 
     def __enter__(self) -> "VideoReader":
         import av
@@ -173,31 +177,55 @@ class VideoReader:
 
     def sample(self, interval_seconds: float, max_frames: int) -> Iterator[Frame]:
         """The frames at 0, interval, 2 x interval, ... (the first frame at or after each
-        time), at most `max_frames`, as RGB arrays."""
+        time), at most `max_frames`, as RGB arrays. Frame numbers come from the frames'
+        timestamps (frame rate x time), else from counting. When the next time is more than
+        SEEK_MIN_MS ahead, the reader seeks to the key frame before it instead of decoding
+        every frame in between, unless key frames turn out to be further apart than that
+        (then seeking would decode frames twice)."""
         interval = self.interval_ms(interval_seconds, max_frames)
         fps = self.info.frame_rate or 25.0
         base = self.stream.time_base
+        duration = self.info.duration_ms
         target = 0.0
-        taken = number = 0
+        taken = counted = 0
         last_ms = None
-        for number, (frame, start) in enumerate(self._frames()):
-            if frame.pts is not None and base is not None:
-                ms = float((frame.pts - start) * base) * 1000
-            else:
-                ms = number * 1000 / fps
-            last_ms = ms
-            if ms + 0.5 < target:
-                continue
-            if frame.width * frame.height > self.max_pixels:
-                raise DecodeError(f"video frame {number} too large: {frame.width}x{frame.height}", permanent=True)
-            yield Frame(number, max(0, round(ms)), frame.to_ndarray(format="rgb24"))
-            taken += 1
-            if taken >= max_frames:
-                return
-            target = math.floor(ms / interval + 1e-9) * interval + interval
+        seekable = duration is not None and base is not None and interval > SEEK_MIN_MS
+        seeked_from = None  # where the last seek left off, until the first frame after it
+        while True:
+            sought = False
+            for frame, start in self._frames():
+                self.decoded += 1
+                if frame.pts is not None and base is not None:
+                    ms = float((frame.pts - start) * base) * 1000
+                    number = round(ms * fps / 1000)
+                else:
+                    ms, number = counted * 1000 / fps, counted
+                counted += 1
+                if seeked_from is not None:  # the first frame after a seek
+                    if ms <= seeked_from:  # key frames are further apart than the gap: stop seeking
+                        seekable = False
+                    seeked_from = None
+                last_ms = ms if last_ms is None else max(last_ms, ms)
+                if ms + 0.5 < target:
+                    continue
+                if frame.width * frame.height > self.max_pixels:
+                    raise DecodeError(f"video frame {number} too large: {frame.width}x{frame.height}",
+                                      permanent=True)
+                yield Frame(number, max(0, round(ms)), frame.to_ndarray(format="rgb24"))
+                taken += 1
+                if taken >= max_frames:
+                    return
+                target = math.floor(ms / interval + 1e-9) * interval + interval
+                # never seek past the stated end: the last frames must be decoded to tell a
+                # whole video from a cut one
+                if seekable and target - ms > SEEK_MIN_MS and target < duration - TRUNCATION_SLACK_MS:
+                    self.container.seek(start + int(target / 1000 / base), stream=self.stream, backward=True)
+                    seeked_from, sought = ms, True
+                    break
+            if not sought:
+                break  # the end of the video
         if last_ms is None:
             raise DecodeError("no frame could be decoded (corrupt or truncated video)")
-        duration = self.info.duration_ms
         if duration is not None and last_ms < duration - max(TRUNCATION_SLACK_MS, 3 * 1000 / fps):
             raise DecodeError(f"truncated video: its frames end at {last_ms / 1000:.1f} s of the "
                               f"{duration / 1000:.1f} s it states")

@@ -8,6 +8,7 @@ from PIL import Image
 
 from app.pipeline.decode import DecodeError
 from app.pipeline.export_layout import video_timestamp
+from app.pipeline import video as video_module
 from app.pipeline.video import VideoReader, container_kind, frame_at, is_video
 from tests.video_clips import Scene, Shot, write_audio_only, write_clip
 
@@ -78,3 +79,32 @@ def test_names_and_timestamps(clip):
     assert container_kind(clip) == "MP4/QuickTime"
     assert video_timestamp(24_000) == "00:00:24.000"
     assert video_timestamp(3_723_045) == "01:02:03.045"
+
+
+def _moving(tmp_path: Path, keyframes: int | None) -> Path:
+    img = tmp_path / "square.png"
+    Image.new("RGB", (40, 40), (20, 200, 20)).save(img)
+    path = tmp_path / f"long{keyframes}.mp4"
+    write_clip(path, [Scene(3.0, [Shot(img, 20 * k, 30, 40)]) for k in range(10)], size=(320, 160), fps=10,
+               keyframes=keyframes)
+    return path
+
+
+@pytest.mark.parametrize("keyframes", [10, None])
+def test_long_intervals_seek_and_sample_the_same_frames(tmp_path, monkeypatch, keyframes):
+    """30 s sampled every 4 s: with a key frame every second the reader seeks and decodes
+    far fewer frames; with key frames 25 s apart it stops seeking. Same frames either way."""
+    path = _moving(tmp_path, keyframes)
+    with VideoReader(path, MAX) as video:
+        seeking = [(f.number, f.time_ms, f.rgb) for f in video.sample(4.0, 100)]
+        decoded = video.decoded
+    monkeypatch.setattr(video_module, "SEEK_MIN_MS", 10**9)
+    with VideoReader(path, MAX) as video:
+        plain = [(f.number, f.time_ms, f.rgb) for f in video.sample(4.0, 100)]
+        assert video.decoded == 300
+    assert [(n, t) for n, t, _ in seeking] == [(n, t) for n, t, _ in plain] == [(40 * k, 4000 * k) for k in range(8)]
+    assert all(np.abs(a.astype(int) - b).max() <= 2 for (_, _, a), (_, _, b) in zip(seeking, plain))
+    if keyframes:
+        assert decoded < 150, decoded  # about 1 s of frames per sample, not 4 s
+    else:
+        assert decoded <= 300 + 40, decoded  # one wasted seek at most
