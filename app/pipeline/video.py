@@ -28,6 +28,8 @@ TRUNCATION_SLACK_MS = 2000
 # Sampled frames further apart than this are reached by seeking (long videos, whose
 # interval grows to keep within VIDEO_MAX_FRAMES), not by decoding every frame between.
 SEEK_MIN_MS = 2000
+# Frames before a sample that are all decoded (the decoder returns frames a few late).
+NEAR_FRAMES = 8
 
 
 def is_video(path: str | Path) -> bool:
@@ -191,6 +193,7 @@ class VideoReader:
         last_ms = None
         seekable = duration is not None and base is not None and interval > SEEK_MIN_MS
         seeked_from = None  # where the last seek left off, until the first frame after it
+        skipping = False
         while True:
             sought = False
             for frame, start in self._frames():
@@ -206,6 +209,13 @@ class VideoReader:
                         seekable = False
                     seeked_from = None
                 last_ms = ms if last_ms is None else max(last_ms, ms)
+                # Far from the next sample, frames no other frame refers to need no decoding
+                # (B-frames, mostly): skipping them changes no sampled frame. Near it (the
+                # decoder hands frames out a few late), every frame is decoded again.
+                far = target - ms > NEAR_FRAMES * 1000 / fps
+                if far != skipping:
+                    self.stream.codec_context.skip_frame = "NONREF" if far else "DEFAULT"
+                    skipping = far
                 if ms + 0.5 < target:
                     continue
                 if frame.width * frame.height > self.max_pixels:
