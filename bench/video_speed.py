@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
+import multiprocessing
 import os
 import platform
 import resource
@@ -63,6 +64,10 @@ def scenes(data: Path, seconds: float, size: tuple[int, int]) -> list[Scene]:
     return out
 
 
+def make_clip(clip: Path, data: Path, seconds: float, size: tuple[int, int], fps: int, grain: float) -> int:
+    return write_clip(clip, scenes(data, seconds, size), size=size, fps=fps, grain=grain)
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -85,7 +90,9 @@ def main() -> None:
             settings = replace(settings, video_frame_interval_seconds=args.interval)
         clip = tmp / "clip.mp4"
         started = time.perf_counter()
-        frames = write_clip(clip, scenes(args.data, args.seconds, size), size=size, fps=args.fps, grain=args.grain)
+        # made in a child process: the encoder's memory must not count as the stage's
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            frames = pool.apply(make_clip, (clip, args.data, args.seconds, size, args.fps, args.grain))
         made = time.perf_counter() - started
         print(f"# video_speed  {datetime.date.today()}  {platform.machine()}, {os.cpu_count()} cores, "
               f"Python {platform.python_version()}")
