@@ -173,8 +173,8 @@ def run_status(settings: Settings, args: argparse.Namespace) -> int:
         ("persons", c.persons_total),
         ("  named", c.persons_named),
         ("events to publish", events.get(EVENT_QUEUED, 0) + events.get(EVENT_PENDING, 0)),
-        ("  published", events.get(EVENT_SENT, 0)),
-        ("  failed, gave up", events.get(EVENT_FAILED, 0)),
+        ("  events published", events.get(EVENT_SENT, 0)),
+        ("  events failed, gave up", events.get(EVENT_FAILED, 0)),
     ]
     for label, value in rows:
         print(f"{label:<30}{value:>10}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -373,16 +374,17 @@ class DetectionStage:
             with VideoReader(Path(item.file_path), self.opts.max_pixels) as video:
                 info = video.info
                 frames = 0
-                sampled = ahead(video.sample(s.video_frame_interval_seconds, s.video_max_frames))
-                for sample, frame in enumerate(sampled):
-                    if stop is not None and stop.is_set():
-                        return None
-                    frames += 1
-                    tracker.add(sample, [
-                        Candidate(f.face.box, np.frombuffer(v.embedding, np.float32) if v is not None else None,
-                                  (f.usable, f.quality or 0.0), VideoFace(f, frame.number, frame.time_ms, v))
-                        for f, v in self._frame_faces(frame.rgb, encoder)
-                    ])
+                # closed (its decoding thread joined) before the video is
+                with closing(ahead(video.sample(s.video_frame_interval_seconds, s.video_max_frames))) as sampled:
+                    for sample, frame in enumerate(sampled):
+                        if stop is not None and stop.is_set():
+                            return None
+                        frames += 1
+                        tracker.add(sample, [
+                            Candidate(f.face.box, np.frombuffer(v.embedding, np.float32) if v is not None else None,
+                                      (f.usable, f.quality or 0.0), VideoFace(f, frame.number, frame.time_ms, v))
+                            for f, v in self._frame_faces(frame.rgb, encoder)
+                        ])
         except DecodeError as exc:
             return Problem(item.item_id, str(exc), permanent=exc.permanent)
         except MemoryError:

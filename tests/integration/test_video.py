@@ -12,15 +12,17 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from app.db.engine import make_engine, session_factory
 from app.db.models import Faces, MediaFile, MediaItems, MediaMeta
+from app.services.detect import detect_pending
 from app.services.export import export
 from app.services.ingest import ingest_folder
 from app.services.publish import publish
 from app.services.recognize import recognize
 from app.services.run import detect_and_recognize
+from app.stopping import StopFlag
 from tests.integration.helpers import copy_images
 from tests.integration.persons_world import settings_for
 from tests.integration.receiver import Receiver
@@ -196,3 +198,37 @@ def test_bad_videos_fail_with_their_reason_and_good_ones_go_through_db(cli_facto
         assert status == "failed" and reason in (error or ""), (name, error)
         # a permanent failure uses up every attempt at once; a cut copy is tried again later
         assert (attempts >= 3) == permanent, (name, attempts)
+
+
+class StopAfter(StopFlag):
+    """A stop request that arrives after `checks` looks at it (in the middle of a video)."""
+
+    def __init__(self, checks: int):
+        super().__init__()
+        self.left = checks
+
+    def is_set(self) -> bool:
+        self.left -= 1
+        if self.left < 0:
+            self.set()
+        return super().is_set()
+
+
+def test_a_stop_in_the_middle_of_a_video_hands_it_back_whole(db_url, models, faces_dev, tmp_path):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    write_clip(folder / "clip.mkv", clip_scenes(faces_dev), fps=5)
+    engine = make_engine(db_url)
+    sessions = session_factory(engine)
+    settings = settings_for(db_url, tmp_path / "thumbs")
+    ingest_folder(sessions, folder)
+    stopped = detect_pending(sessions, models[0], settings, StopAfter(6), encoder=models[1])
+    assert stopped.images == 0
+    with sessions() as s:
+        item = s.execute(select(MediaItems.Status, MediaItems.Attempts, MediaItems.LockedBy)).one()
+        assert tuple(item) == ("pending", 0, None)  # handed back, no attempt used
+        assert s.scalar(select(func.count()).select_from(Faces)) == 0
+    assert not list((tmp_path / "thumbs").rglob("*.jpg"))  # no thumbnail of a face never stored
+    done = detect_pending(sessions, models[0], settings, encoder=models[1])
+    assert done.images == 1 and done.failed == 0 and done.faces >= 6
+    engine.dispose()
