@@ -41,18 +41,21 @@ def _canvas(scene: Scene, size: tuple[int, int], t: int, cache: dict) -> np.ndar
 
 
 def write_clip(path: Path, scenes: list[Scene], size: tuple[int, int] = (640, 360), fps: int = 10,
-               codec: str = "libx264", faststart: bool = False, grain: float = 0.0, keyframes: int | None = None
-               ) -> int:
+               codec: str = "libx264", faststart: bool = False, grain: float = 0.0, keyframes: int | None = None,
+               created: str | None = None) -> int:
     """Encode the scenes into `path` (container from its extension); returns the frame count.
     `faststart`: an .mp4's index goes first, so a cut-off copy still opens. `grain`: the
     standard deviation of noise added to every frame, as a camera sensor's (a still,
     noiseless picture compresses and decodes far faster than filmed video). `keyframes`: a
-    key frame every this many frames (the encoder's default otherwise: 250 for x264)."""
+    key frame every this many frames (the encoder's default otherwise: 250 for x264).
+    `created`: the container's creation_time tag (ISO 8601), as cameras write it."""
     import av
 
     cache: dict = {}
     frames = 0
     with av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {}) as out:
+        if created:
+            out.metadata["creation_time"] = created
         stream = out.add_stream(codec, rate=fps)
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"

@@ -78,7 +78,7 @@ class ChipInfo:
     quality: float | None
     assigned_by: str | None
     timestamp: str | None
-    timestamp_source: str | None  # exif | file
+    timestamp_source: str | None  # exif | video (the container's creation time) | file
     device_id: str | None
     gps: dict | None
     camera: dict | None

@@ -160,7 +160,8 @@ class _Plan:
 
 def _chip_info(face: ExportFace, folder: str, person_name: str | None, photos: _Photos) -> layout.ChipInfo:
     box = face.box
-    when, source = (face.taken_at, "exif") if face.taken_at else (photos.file_time(face.file_path), "file")
+    recorded = "video" if face.media_type == "video" else "exif"  # a video's creation time, or the photo's EXIF
+    when, source = (face.taken_at, recorded) if face.taken_at else (photos.file_time(face.file_path), "file")
     gps = None
     if face.latitude is not None and face.longitude is not None:
         gps = {"latitude": face.latitude, "longitude": face.longitude, "altitude": face.altitude}

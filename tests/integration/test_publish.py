@@ -5,6 +5,7 @@ the publisher, and failures end as failed events that --status shows."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from app.repositories import outbox
 from app.services import persons
 from app.services.ingest import register_files
 from app.services.publish import publish
-from app.services.run import detect_and_recognize
+from app.services.run import automated_run, detect_and_recognize
 from tests.integration.conftest import ROOT
 from tests.integration.helpers import copy_images, status_counts
 from tests.integration.persons_world import settings_for
@@ -52,7 +53,8 @@ def library(db_url, models, faces_dev, tmp_path):
     engine.dispose()
 
 
-def test_events_are_written_with_the_changes_and_delivered_once_through_failures(library):
+def test_events_are_written_with_the_changes_and_delivered_once_through_failures(library, caplog):
+    caplog.set_level(logging.DEBUG)
     sessions, settings, photos = library
     events = _events(sessions)
     with sessions() as s:
@@ -98,6 +100,23 @@ def test_events_are_written_with_the_changes_and_delivered_once_through_failures
     assert {b[0]["source"]["mediaFileId"] for b in rx.accepted().values()} == agassi_media
     assert all(any(p["personName"] == "Andre" for p in b[0]["persons"]) for b in rx.accepted().values())
     assert not set(rx.accepted()) & set(accepted)  # new events, new keys
+    assert "published" in caplog.text and TOKEN not in caplog.text  # the token is never logged
+
+
+def test_automate_runs_end_with_a_publishing_pass(library, models, faces_dev, tmp_path):
+    """--automate's run: detect and recognize a new photo, then send what is due (without
+    waiting for retries: an event the receiver refuses once waits for the next run)."""
+    sessions, settings, _ = library
+    register_files(sessions, copy_images([faces_dev / "Andre_Agassi" / "04.jpg"], tmp_path / "new"))
+    with Receiver(cues=[503]) as rx:
+        report = automated_run(sessions, models[0], models[1], replace(settings, publish_url=rx.url,
+                                                                       publish_backoff_seconds=30))
+        assert report.failed == 0 and report.published is not None
+        assert (report.published.sent, report.published.retried) == (5, 1)  # one refused once, kept
+    statuses = [status for _, _, status in _events(sessions)]
+    assert statuses.count(EVENT_SENT) == 5 and statuses.count("pending") == 1
+    # without PUBLISH_URL, a run publishes nothing
+    assert automated_run(sessions, models[0], models[1], settings).published is None
 
 
 def test_failures_give_up_and_show_in_status(library, cli_factory, db_url):

@@ -65,7 +65,7 @@ def _by_identity(sessions) -> dict[str, set[int]]:
 def library(db_url, models, faces_dev, tmp_path):
     folder = tmp_path / "library"
     folder.mkdir()
-    frames = write_clip(folder / "clip.mp4", clip_scenes(faces_dev), fps=FPS)
+    frames = write_clip(folder / "clip.mp4", clip_scenes(faces_dev), fps=FPS, created="2024-01-15T13:24:00.000000Z")
     assert frames == 10 * FPS
     copy_images([faces_dev / i / f"{n:02d}.jpg" for i in (AGASSI, JOLIE, GUL) for n in (2, 3, 4)], folder)
     engine = make_engine(db_url)
@@ -120,6 +120,7 @@ def test_tracks_frames_and_persons_shared_with_photos(library):
                          .where(MediaFile.FileName == "clip.mp4")).scalar_one()
         assert (meta.MediaType, meta.DurationMs, meta.Codec, meta.FrameRate, meta.Width, meta.Height) == \
             ("video", 10000, "h264", 10.0, 640, 360)
+        assert meta.TakenAt.startswith("2024-01-15T13:24:00") and meta.TakenAt.endswith("+00:00")
 
 
 def test_embedding_export_and_event_cut_faces_from_the_frames(library, models, tmp_path):
@@ -144,6 +145,8 @@ def test_embedding_export_and_event_cut_faces_from_the_frames(library, models, t
         assert c["sourceFile"].endswith("clip.mp4") and (out / c["file"]).stat().st_size > 0
         ms = c["frameNumber"] * 1000 // FPS
         assert c["videoTimestamp"] == f"00:00:{ms // 1000:02d}.{ms % 1000:03d}"
+        # the recording's creation time, from the container
+        assert c["timestamp"].startswith("2024-01-15T13:24:00") and c["timestampSource"] == "video"
 
     with Receiver() as rx:
         assert publish(sessions, replace(settings, publish_url=rx.url)).failed == 0
