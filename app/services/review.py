@@ -2,20 +2,25 @@
 unassigned faces with the persons nearest them, names for type-ahead.
 
 Files are found by id only: a thumbnail is served only when its stored path lies under
-THUMBNAIL_SAVE_PATH, a photo only when it is a MediaFile row's path. No path that comes
+THUMBNAIL_SAVE_PATH, a photo only when it is a MediaFile row's path (a video's face: the
+frame it was found in, decoded from that file). No path that comes
 with a request is ever opened.
 """
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.inference.names import FACENETS, model_name
+from app.pipeline.decode import DecodeError
 from app.pipeline.linkage import group_sums
+from app.pipeline.video import frame_at
 from app.repositories import review as rrepo
 
 SUGGESTIONS = 3
@@ -38,6 +43,28 @@ def photo_file(sessions: sessionmaker[Session], media_id: int) -> Path | None:
         stored = rrepo.media_path(session, media_id)
     path = Path(stored) if stored else None
     return path if path is not None and path.is_file() else None
+
+
+def face_picture(sessions: sessionmaker[Session], settings: Settings, face_id: int) -> Path | bytes | None:
+    """What the viewer shows for a face: its photo's file, or for a face found in a video
+    the frame it was found in, as a JPEG (the browser cannot show a video frame by itself)."""
+    with sessions() as session:
+        source = rrepo.face_source(session, face_id)
+    if source is None:
+        return None
+    _, stored, frame_ms = source
+    path = Path(stored)
+    if not path.is_file():
+        return None
+    if frame_ms is None:
+        return path
+    try:
+        rgb = frame_at(path, frame_ms, settings.max_image_pixels)
+    except DecodeError:
+        return None
+    out = io.BytesIO()
+    Image.fromarray(rgb).save(out, "JPEG", quality=90)
+    return out.getvalue()
 
 
 def search_names(sessions: sessionmaker[Session], text: str, limit: int = 10) -> list[tuple[int, str]]:

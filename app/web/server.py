@@ -160,6 +160,14 @@ def create_app(settings: Settings, sessions: sessionmaker[Session]) -> Starlette
             return PlainTextResponse("not found", status_code=404)
         return FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
 
+    def face_photo(request: Request) -> Response:
+        got = review.face_picture(sessions, settings, request.path_params["face_id"])
+        if got is None:
+            return PlainTextResponse("not found", status_code=404)
+        if isinstance(got, bytes):  # a video's frame
+            return Response(got, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+        return FileResponse(got, headers={"Cache-Control": "private, max-age=3600"})
+
     def names(request: Request) -> Response:
         found = review.search_names(sessions, request.query_params.get("q", ""))
         return JSONResponse([{"id": i, "name": n} for i, n in found])
@@ -290,6 +298,7 @@ def create_app(settings: Settings, sessions: sessionmaker[Session]) -> Starlette
         Route("/history", history_page),
         Route("/thumb/{face_id:int}", thumb),
         Route("/photo/{media_id:int}", photo),
+        Route("/faces/{face_id:int}/photo", face_photo),
         Route("/api/names", names),
         Route("/login", login, methods=["GET", "POST"]),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),

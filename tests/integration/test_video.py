@@ -5,6 +5,7 @@ same people, the embedding stage and --export cutting faces from frames, the pub
 event, and bad videos failing with their reasons."""
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
+from PIL import Image
 from sqlalchemy import func, select, update
 
 from app.db.engine import make_engine, session_factory
@@ -154,6 +156,28 @@ def test_embedding_export_and_event_cut_faces_from_the_frames(library, models, t
     assert event["source"]["type"] == "video" and event["source"]["video"]["durationMs"] == 10000
     assert {f["frameNumber"] for f in event["faces"]} == {f.FrameNumber for f in _video_faces(sessions)}
     assert all(f["type"] == "video" and f["videoTimestamp"].startswith("00:00:") for f in event["faces"])
+
+
+def test_the_review_page_shows_a_video_face_in_its_frame(library):
+    from starlette.testclient import TestClient
+
+    from app.web.server import create_app
+
+    sessions, settings, _ = library
+    video_face = _video_faces(sessions)[0]
+    with sessions() as s:
+        photo_face, photo_path = s.execute(select(Faces.Id, MediaFile.FilePath).join(MediaFile)
+                                           .where(Faces.FrameNumber.is_(None))).first()
+    with TestClient(create_app(settings, sessions)) as client:
+        frame = client.get(f"/faces/{video_face.Id}/photo")
+        assert frame.status_code == 200 and frame.headers["content-type"] == "image/jpeg"
+        with Image.open(io.BytesIO(frame.content)) as im:
+            assert im.size == (640, 360)
+        photo = client.get(f"/faces/{photo_face}/photo")
+        assert photo.status_code == 200 and photo.content == Path(photo_path).read_bytes()
+        assert client.get("/faces/999999/photo").status_code == 404
+        page = client.get(f"/persons/{video_face.PersonId}")
+        assert f'data-photo="/faces/{video_face.Id}/photo"' in page.text
 
 
 def test_bad_videos_fail_with_their_reason_and_good_ones_go_through_db(cli_factory, db_url, faces_dev, tmp_path):
