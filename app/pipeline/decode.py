@@ -61,12 +61,9 @@ def _exif(img: Image.Image) -> tuple[Image.Exif | None, str | None]:
         return None, f"EXIF unreadable: {type(exc).__name__}: {exc}"
 
 
-def load(path: Path, max_pixels: int, at_least: int | None = None,
-         device_pattern: re.Pattern[str] | None = None) -> Decoded:
-    """Decode an image. With `at_least`, a JPEG is decoded directly at 1/2, 1/4 or 1/8
-    scale when its longest side stays at or above that (several times faster on camera
-    photos); `width` and `height` are always the original's. `meta` holds what its EXIF
-    says (app/pipeline/photo_meta.py); unreadable fields are logged and left out."""
+def check_file(path: Path) -> None:
+    """Raise the DecodeError of a path that is no readable file: missing (retried: it may be
+    on its way), a broken link, not a regular file, empty (neither can change by waiting)."""
     if not path.exists():
         if path.is_symlink():  # its target is missing, or the links loop
             raise DecodeError(f"file not found: broken symbolic link (target missing or a loop): {path}")
@@ -75,6 +72,15 @@ def load(path: Path, max_pixels: int, at_least: int | None = None,
         raise DecodeError(f"not a regular file: {path}", permanent=True)
     if path.stat().st_size == 0:
         raise DecodeError("empty file (0 bytes)", permanent=True)
+
+
+def load(path: Path, max_pixels: int, at_least: int | None = None,
+         device_pattern: re.Pattern[str] | None = None) -> Decoded:
+    """Decode an image. With `at_least`, a JPEG is decoded directly at 1/2, 1/4 or 1/8
+    scale when its longest side stays at or above that (several times faster on camera
+    photos); `width` and `height` are always the original's. `meta` holds what its EXIF
+    says (app/pipeline/photo_meta.py); unreadable fields are logged and left out."""
+    check_file(path)
     try:
         with warnings.catch_warnings():
             # Our own limit below replaces Pillow's bomb check (a warning, then an error at 2x).

@@ -17,7 +17,7 @@ from typing import Iterator
 
 import numpy as np
 
-from app.pipeline.decode import DecodeError
+from app.pipeline.decode import DecodeError, check_file
 
 log = logging.getLogger("app.detection")
 
@@ -112,12 +112,7 @@ class VideoReader:
         import av
 
         path = self.path
-        if not path.exists():
-            raise DecodeError(f"file not found: {path}")
-        if not path.is_file():
-            raise DecodeError(f"not a regular file: {path}", permanent=True)
-        if path.stat().st_size == 0:
-            raise DecodeError("empty file (0 bytes)", permanent=True)
+        check_file(path)
         try:
             self.container = av.open(str(path), metadata_errors="ignore")
         except av.FFmpegError as exc:

@@ -214,6 +214,15 @@ class DetectionStage:
         self.paths.update((i.item_id, i.file_path) for i in items)
         return items
 
+    def _failed(self, item: media_repo.ClaimedItem, exc: Exception, what: str = "image") -> Problem:
+        """The item's failure: the file's own fault (a DecodeError, with whether retrying
+        can help), memory, or anything else (logged with its traceback)."""
+        if isinstance(exc, DecodeError):
+            return Problem(item.item_id, str(exc), permanent=exc.permanent)
+        if isinstance(exc, MemoryError):
+            return Problem(item.item_id, f"out of memory while processing the {what}")
+        return self._unexpected(item, exc)
+
     def _unexpected(self, item: media_repo.ClaimedItem, exc: Exception) -> Problem:
         # a model or library failure on one image must not stop the batch
         log.error("%s: unexpected error", self.describe(item.item_id), exc_info=exc)
@@ -228,12 +237,8 @@ class DetectionStage:
         try:
             decoded = load(Path(item.file_path), self.opts.max_pixels, self.opts.max_side, self.device_pattern)
             return Ready(decoded, *detection_input(decoded.rgb, self.opts))
-        except DecodeError as exc:
-            return Problem(item.item_id, str(exc), permanent=exc.permanent)
-        except MemoryError:
-            return Problem(item.item_id, "out of memory while processing the image")
         except Exception as exc:
-            return self._unexpected(item, exc)
+            return self._failed(item, exc)
         finally:
             self._time("decode", started)
 
@@ -262,10 +267,8 @@ class DetectionStage:
     def _model_one(self, item: media_repo.ClaimedItem, ready: Ready) -> list[DetectedFace] | Problem:
         try:
             return detect_prepared(ready.small, ready.scale, self.detector, self.opts)
-        except MemoryError:
-            return Problem(item.item_id, "out of memory while processing the image")
         except Exception as exc:
-            return self._unexpected(item, exc)
+            return self._failed(item, exc)
 
     def finish(self, item: media_repo.ClaimedItem, ready: Ready, faces: list[DetectedFace]) -> ItemResult | Problem:
         """Helper thread: blur, quality, thumbnails (written to their files), embedding crops."""
@@ -273,10 +276,8 @@ class DetectionStage:
         started = time.perf_counter()
         try:
             found = describe_faces(decoded.rgb, faces, self.opts, (decoded.width, decoded.height))
-        except MemoryError:
-            return Problem(item.item_id, "out of memory while processing the image")
         except Exception as exc:
-            return self._unexpected(item, exc)
+            return self._failed(item, exc)
         finally:
             self._time("faces", started)
         started = time.perf_counter()
@@ -385,12 +386,8 @@ class DetectionStage:
                                       (f.usable, f.quality or 0.0), VideoFace(f, frame.number, frame.time_ms, v))
                             for f, v in self._frame_faces(frame.rgb, encoder)
                         ])
-        except DecodeError as exc:
-            return Problem(item.item_id, str(exc), permanent=exc.permanent)
-        except MemoryError:
-            return Problem(item.item_id, "out of memory while processing the video")
         except Exception as exc:
-            return self._unexpected(item, exc)
+            return self._failed(item, exc, "video")
         kept = tracker.kept()
         files: list[str] = []
         try:
