@@ -330,12 +330,8 @@ def run_publish(settings: Settings, args: argparse.Namespace) -> int:
 
     if not settings.publish_url:
         raise UsageError("--publish needs PUBLISH_URL (the receiver's http:// or https:// URL)")
-    ctx = _connect(settings)
-    try:
-        with stop_on_signals() as stop:
-            report = publish(ctx.sessions, settings, stop)
-    finally:
-        ctx.engine.dispose()
+    with _worker(settings) as ctx:  # on SQLite one worker at a time, as for every other stage
+        report = publish(ctx.sessions, settings, ctx.stop)
     print(f"publishing: {report.sent} events sent, {report.failed} failed"
           + (f", {report.retried} failed tries retried" if report.retried else "")
           + f" in {report.seconds:.1f} s")

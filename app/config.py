@@ -291,6 +291,14 @@ def _http_url(text: str) -> str:
     return text.strip()
 
 
+def _header_token(text: str) -> str:
+    """A token that fits an HTTP header: printable ASCII, no spaces (never echoed back)."""
+    token = text.strip()
+    if not token or any(not (33 <= ord(c) <= 126) for c in token):
+        raise ValueError("must be printable ASCII without spaces (it is sent as 'Authorization: Bearer <token>')")
+    return token
+
+
 def _nonempty(text: str) -> str:
     if not text.strip():
         raise ValueError("must not be empty")
@@ -362,12 +370,13 @@ ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "VIDEO_TRACK_IOU": ("video_track_iou", _fraction),
     "VIDEO_TRACK_SIMILARITY": ("video_track_similarity", _cosine),
     "PUBLISH_URL": ("publish_url", _http_url),
-    "PUBLISH_TOKEN": ("publish_token", _nonempty),
+    "PUBLISH_TOKEN": ("publish_token", _header_token),
     "PUBLISH_MAX_ATTEMPTS": ("publish_max_attempts", _positive_int),
     "PUBLISH_BACKOFF_SECONDS": ("publish_backoff_seconds", _non_negative_float),
     "PUBLISH_TIMEOUT_SECONDS": ("publish_timeout_seconds", _positive_float),
     "PUBLISH_BATCH_SIZE": ("publish_batch_size", _positive_int),
 }
+SECRET_NAMES = frozenset({"WEB_TOKEN", "PUBLISH_TOKEN"})
 URL_NAMES = ("DATABASE_URL", "SQL_CONNECTION_STRING")  # the second is the original manual's name
 
 
@@ -408,7 +417,8 @@ def load_settings(
         try:
             values[attr] = parse(raw)
         except (TypeError, ValueError) as exc:
-            raise SettingsError(f"{name}={raw!r}: {exc}") from None
+            shown = name if name in SECRET_NAMES else f"{name}={raw!r}"  # a secret is never echoed
+            raise SettingsError(f"{shown}: {exc}") from None
     data_dir = values.get("data_dir", Settings.__dataclass_fields__["data_dir"].default)
     if "thumbnail_path" not in values and "data_dir" in values:
         values["thumbnail_path"] = data_dir / "thumbnails"

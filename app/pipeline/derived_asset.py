@@ -53,7 +53,8 @@ def build(event_id: int, key: str, media_file_id: int, facts: MediaFacts | None,
             source["video"] = {"durationMs": facts.duration_ms, "codec": facts.codec, "frameRate": facts.frame_rate}
         if problem:
             source["problem"] = problem
-    persons = sorted({(f.person_id, f.person_name) for f in faces if f.person_id is not None}, key=lambda p: p[0])
+    persons = sorted({(f.person_id, f.person_name, bool(f.person_hidden)) for f in faces if f.person_id is not None},
+                     key=lambda p: p[0])
     return {
         "eventId": event_id,
         "idempotencyKey": key,
@@ -62,6 +63,6 @@ def build(event_id: int, key: str, media_file_id: int, facts: MediaFacts | None,
         "parentId": f"sha256:{sha256}" if sha256 else None,
         "source": source,
         "faces": [_face(f, media_type) for f in faces],
-        "persons": [{"personId": p, "personName": n, "clusterId": f"person_{p}"} for p, n in persons],
+        "persons": [{"personId": p, "personName": n, "clusterId": f"person_{p}", "hidden": h} for p, n, h in persons],
         "topics": ["face_detected", "clustered"] if persons else ["face_detected"],
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
@@ -82,12 +83,29 @@ def _created(tags: dict) -> datetime | None:
         return None
 
 
+def upright(frame) -> np.ndarray:
+    """A decoded frame as RGB, turned as it is meant to be shown: phones store portrait
+    video sideways with a rotation in the container (as photos carry EXIF orientation)."""
+    rgb = frame.to_ndarray(format="rgb24")
+    turns = round((getattr(frame, "rotation", 0) or 0) / 90) % 4  # degrees counter-clockwise
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+
+
 def _tag(tags: dict, *names: str) -> str | None:
     for name in names:
         value = (tags.get(name) or "").strip()
         if value:
             return value[:100]
     return None
+
+
+def _clock(text: str | None) -> float | None:
+    """'HH:MM:SS.fraction' (Matroska's DURATION tag) in seconds."""
+    try:
+        h, m, sec = (text or "").strip().split(":")
+        return int(h) * 3600 + int(m) * 60 + float(sec)
+    except ValueError:
+        return None
 
 
 def _seconds(value, base: Fraction | None) -> float | None:
@@ -136,9 +154,11 @@ class VideoReader:
             if w * h > self.max_pixels:
                 raise DecodeError(f"video frames too large: {w}x{h} = {w * h:,} pixels, limit "
                                   f"{self.max_pixels:,} (MAX_IMAGE_PIXELS)", permanent=True)
+            # the video stream's own length: the container's covers every track (audio may run
+            # on after the last frame); Matroska keeps it in the track's DURATION tag
             duration = _seconds(stream.duration, stream.time_base)
-            if duration is None and self.container.duration:
-                duration = self.container.duration / 1_000_000  # AV_TIME_BASE
+            if duration is None:
+                duration = _clock(dict(stream.metadata).get("DURATION"))
             rate = stream.average_rate or stream.guessed_rate
             self.stream = stream
             tags = dict(self.container.metadata)
@@ -189,6 +209,9 @@ class VideoReader:
         seekable = duration is not None and base is not None and interval > SEEK_MIN_MS
         seeked_from = None  # where the last seek left off, until the first frame after it
         skipping = False
+        # frame threading hands frames out up to a frame per thread late
+        threads = self.stream.codec_context.thread_count or os.cpu_count() or 1
+        near_ms = (NEAR_FRAMES + threads) * 1000 / fps
         while True:
             sought = False
             for frame, start in self._frames():
@@ -207,7 +230,7 @@ class VideoReader:
                 # Far from the next sample, frames no other frame refers to need no decoding
                 # (B-frames, mostly): skipping them changes no sampled frame. Near it (the
                 # decoder hands frames out a few late), every frame is decoded again.
-                far = target - ms > NEAR_FRAMES * 1000 / fps
+                far = target - ms > near_ms
                 if far != skipping:
                     self.stream.codec_context.skip_frame = "NONREF" if far else "DEFAULT"
                     skipping = far
@@ -216,7 +239,7 @@ class VideoReader:
                 if frame.width * frame.height > self.max_pixels:
                     raise DecodeError(f"video frame {number} too large: {frame.width}x{frame.height}",
                                       permanent=True)
-                yield Frame(number, max(0, round(ms)), frame.to_ndarray(format="rgb24"))
+                yield Frame(number, max(0, round(ms)), upright(frame))
                 taken += 1
                 if taken >= max_frames:
                     return
@@ -295,11 +318,20 @@ def frame_at(path: Path, time_ms: int, max_pixels: int) -> np.ndarray:
             except av.FFmpegError:
                 pass  # decode from the start instead
         best = None
+        fps = video.info.frame_rate or 25.0
+        from_start = False
         for frame, _ in video._frames():
             ms = float((frame.pts - start) * base) * 1000 if frame.pts is not None and base else None
-            if ms is None or ms + 0.5 >= time_ms:
-                return frame.to_ndarray(format="rgb24")
+            if ms is None:
+                raise DecodeError("the video's frames carry no timestamps: cannot find a frame by time")
+            if best is None and ms > time_ms + 1500 / fps and not from_start:
+                # the seek landed after the frame (no index, imprecise seeking): from the start
+                video.container.seek(0, stream=stream, backward=True)
+                from_start = True
+                continue
+            if ms + 0.5 >= time_ms:
+                return upright(frame)
             best = frame
         if best is None:
             raise DecodeError(f"no frame at {time_ms} ms (corrupt or truncated video)")
-        return best.to_ndarray(format="rgb24")
+        return upright(best)

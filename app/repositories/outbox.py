@@ -40,15 +40,20 @@ def _postgres(session: Session) -> bool:
 
 # PostgreSQL: one statement per ARRAY_CHUNK ids, the media files found and inserted by the
 # server (a first run over a million faces: about 20 statements, not a million rows sent).
+# A queued event already there is *updated* (to itself), not skipped: that locks it until
+# this transaction commits, so a publisher's claim (SKIP LOCKED) cannot take it and build
+# its body before this change is visible; once the claim has committed, this inserts a new
+# queued event instead.
+_PG_JOIN = ' ON CONFLICT ("MediaFileId") WHERE "Status" = \'queued\' DO UPDATE SET "Status" = EXCLUDED."Status"'
 _PG_MEDIA = text(
     'INSERT INTO "PublishEvents" ("MediaFileId") SELECT DISTINCT m FROM unnest(CAST(:ids AS integer[])) AS m '
-    'ORDER BY m ON CONFLICT DO NOTHING')
+    'ORDER BY m' + _PG_JOIN)
 _PG_FACES = text(
     'INSERT INTO "PublishEvents" ("MediaFileId") SELECT DISTINCT f."MediaFileId" FROM "Faces" f '
-    'WHERE f."Id" = ANY(CAST(:ids AS integer[])) ORDER BY 1 ON CONFLICT DO NOTHING')
+    'WHERE f."Id" = ANY(CAST(:ids AS integer[])) ORDER BY 1' + _PG_JOIN)
 _PG_PERSONS = text(
     'INSERT INTO "PublishEvents" ("MediaFileId") SELECT DISTINCT f."MediaFileId" FROM "Faces" f '
-    'WHERE f."PersonId" = ANY(CAST(:ids AS integer[])) ORDER BY 1 ON CONFLICT DO NOTHING')
+    'WHERE f."PersonId" = ANY(CAST(:ids AS integer[])) ORDER BY 1' + _PG_JOIN)
 
 
 def _pg_insert(session: Session, statement, ids: Iterable[int]) -> None:
@@ -97,14 +102,26 @@ class Claimed:
     attempts: int  # this claim included
 
 
+def _first_open(max_attempts: int):
+    """Open, with attempts left, and no older open event of the same media file."""
+    older = EVENTS.alias("older")
+    return and_(
+        EVENTS.c.Status.in_((EVENT_QUEUED, EVENT_PENDING)),
+        EVENTS.c.Attempts < max_attempts,
+        ~select(older.c.Id).where(older.c.MediaFileId == EVENTS.c.MediaFileId, older.c.Id < EVENTS.c.Id,
+                                  older.c.Status.in_((EVENT_QUEUED, EVENT_PENDING))).exists(),
+    )
+
+
 def claim(session: Session, worker: str, now: datetime, lease_until: datetime, limit: int,
           max_attempts: int) -> list[Claimed]:
     """Up to `limit` events due now (queued, or pending and past their retry time), not
-    held by a live worker; each claim counts as an attempt, so an event whose sending
-    kills its worker every time still ends (failed) after `max_attempts`."""
+    held by a live worker, and each the oldest open event of its media file (a file's
+    events arrive in order: a newer state never before an older one still retrying). Each
+    claim counts as an attempt, so an event whose sending kills its worker every time
+    still ends (failed) after `max_attempts`."""
     due = and_(
-        EVENTS.c.Status.in_((EVENT_QUEUED, EVENT_PENDING)),
-        EVENTS.c.Attempts < max_attempts,
+        _first_open(max_attempts),
         or_(EVENTS.c.NextAttemptAt.is_(None), EVENTS.c.NextAttemptAt <= now),
         or_(EVENTS.c.LockedUntil.is_(None), EVENTS.c.LockedUntil < now),
     )
@@ -124,16 +141,20 @@ def claim(session: Session, worker: str, now: datetime, lease_until: datetime, l
 
 
 def exhausted(session: Session, now: datetime, max_attempts: int) -> list[int]:
-    """Events whose last allowed attempt ended with its worker gone (lease run out, never
-    recorded): failed for good."""
+    """Open events with no attempt left and no live worker: the last allowed attempt ended
+    with its worker gone (lease run out, never recorded), or PUBLISH_MAX_ATTEMPTS was
+    lowered below what they used. Failed for good."""
     ids = list(session.scalars(
-        select(EVENTS.c.Id).where(EVENTS.c.Status == EVENT_PENDING, EVENTS.c.Attempts >= max_attempts,
-                                  EVENTS.c.LockedUntil < now).with_for_update(skip_locked=True)
+        select(EVENTS.c.Id).where(EVENTS.c.Status.in_((EVENT_QUEUED, EVENT_PENDING)),
+                                  EVENTS.c.Attempts >= max_attempts,
+                                  or_(EVENTS.c.LockedUntil.is_(None), EVENTS.c.LockedUntil < now))
+        .with_for_update(skip_locked=True)
     ))
     if ids:
         session.execute(update(EVENTS).where(EVENTS.c.Id.in_(ids)).values(
             Status=EVENT_FAILED, LockedBy=None, LockedUntil=None,
-            LastError=func.coalesce(EVENTS.c.LastError, literal("the publisher stopped while sending (crash or kill)"))))
+            LastError=literal("no attempt left (PUBLISH_MAX_ATTEMPTS); last: ")
+            + func.coalesce(EVENTS.c.LastError, literal("the publisher stopped while sending (crash or kill)"))))
     return ids
 
 
@@ -174,10 +195,7 @@ def release(session: Session, event_ids: Sequence[int], worker: str) -> None:
 def next_due(session: Session, max_attempts: int) -> datetime | None | bool:
     """When the next open event can be tried: None when one is due now (or held by a
     worker), a time when all wait for a retry, False when none is open."""
-    rows = session.execute(
-        select(EVENTS.c.NextAttemptAt, EVENTS.c.LockedUntil)
-        .where(EVENTS.c.Status.in_((EVENT_QUEUED, EVENT_PENDING)), EVENTS.c.Attempts < max_attempts)
-    ).all()
+    rows = session.execute(select(EVENTS.c.NextAttemptAt, EVENTS.c.LockedUntil).where(_first_open(max_attempts))).all()
     if not rows:
         return False
     times = [max(t for t in r if t is not None) if any(t is not None for t in r) else None for r in rows]
@@ -249,12 +267,14 @@ class EventFace:
     frame_number: int | None
     frame_time_ms: int | None
     track_number: int | None
+    person_hidden: bool | None = None
 
 
 def faces_of(session: Session, media_file_id: int) -> list[EventFace]:
     rows = session.execute(
         select(Faces.Id, Faces.PersonId, Persons.Name, Faces.BoundingBox, Faces.Confidence, Faces.Quality,
-               Faces.IsUsable, Faces.AssignedBy, Faces.FrameNumber, Faces.FrameTimeMs, Faces.TrackNumber)
+               Faces.IsUsable, Faces.AssignedBy, Faces.FrameNumber, Faces.FrameTimeMs, Faces.TrackNumber,
+               Persons.IsHidden)
         .outerjoin(Persons, Persons.Id == Faces.PersonId)
         .where(Faces.MediaFileId == media_file_id).order_by(Faces.FrameNumber, Faces.Id)
     ).all()

@@ -375,12 +375,14 @@ class DetectionStage:
             with VideoReader(Path(item.file_path), self.opts.max_pixels) as video:
                 info = video.info
                 frames = 0
+                size = (info.width, info.height)
                 # closed (its decoding thread joined) before the video is
                 with closing(ahead(video.sample(s.video_frame_interval_seconds, s.video_max_frames))) as sampled:
                     for sample, frame in enumerate(sampled):
                         if stop is not None and stop.is_set():
                             return None
                         frames += 1
+                        size = (frame.rgb.shape[1], frame.rgb.shape[0])  # upright (a phone's portrait video)
                         tracker.add(sample, [
                             Candidate(f.face.box, np.frombuffer(v.embedding, np.float32) if v is not None else None,
                                       (f.usable, f.quality or 0.0), VideoFace(f, frame.number, frame.time_ms, v))
@@ -399,7 +401,7 @@ class DetectionStage:
         log.info("%s: %d frames sampled, %d faces in %d tracks, %d kept", self.describe(item.item_id), frames,
                  sum(t.faces for t in tracker.tracks), len(tracker.tracks), len(kept))
         name = Path(item.file_path).name
-        meta = PhotoMeta(info.width, info.height, taken_at=info.created, camera_make=info.make,
+        meta = PhotoMeta(*size, taken_at=info.created, camera_make=info.make,
                          camera_model=info.model,
                          device_id=device_id(info.make, info.model, name, self.device_pattern),
                          media_type="video", duration_ms=info.duration_ms, codec=info.codec,

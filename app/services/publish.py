@@ -59,6 +59,17 @@ class PublishReport:
 Post = Callable[[str, bytes, str, str | None, float], Answer]
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer, not followed: urllib would turn the POST into a GET without
+    its body and carry the Authorization header to wherever it points."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None  # urllib then raises HTTPError with the 3xx
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 def post_event(url: str, body: bytes, key: str, token: str | None, timeout: float) -> Answer:
     """POST one event; never raises for what the network or the receiver does."""
     headers = {"Content-Type": "application/json", "Idempotency-Key": key, "User-Agent": "facegroup-publisher"}
@@ -66,12 +77,13 @@ def post_event(url: str, body: bytes, key: str, token: str | None, timeout: floa
         headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(url, data=body, method="POST", headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _OPENER.open(request, timeout=timeout) as response:
             response.read(1 << 16)
             return Answer(True, False, f"HTTP {response.status}")
     except urllib.error.HTTPError as exc:
         retry = exc.code >= 500 or exc.code in (408, 429)
-        return Answer(False, retry, f"HTTP {exc.code} {exc.reason}".strip())
+        where = f" to {exc.headers.get('Location')}" if 300 <= exc.code < 400 and exc.headers else ""
+        return Answer(False, retry, f"HTTP {exc.code} {exc.reason}{where}".strip())
     except (TimeoutError, socket.timeout):
         return Answer(False, True, f"timed out after {timeout:g} s")
     except urllib.error.URLError as exc:
@@ -173,11 +185,16 @@ def publish(sessions: sessionmaker[Session], settings: Settings, stop: StopFlag 
                 with sessions.begin() as session:
                     outbox.release(session, [x.event_id for x in claimed[n:]], worker)
                 break
-            body = _body(sessions, c, settings)
-            if body is None:
-                continue
-            answer = post(settings.publish_url, body.encode("utf-8"), c.key, settings.publish_token,
-                          settings.publish_timeout_seconds)
+            try:
+                body = _body(sessions, c, settings)
+                if body is None:
+                    continue
+                answer = post(settings.publish_url, body.encode("utf-8"), c.key, settings.publish_token,
+                              settings.publish_timeout_seconds)
+            except Exception as exc:  # noqa: BLE001 - this event's failure, not the run's
+                log.error("event %d (media file %d): unexpected error: %s", c.event_id, c.media_file_id,
+                          type(exc).__name__)  # the message could carry a header: never logged
+                answer = Answer(False, True, f"unexpected error while sending: {type(exc).__name__}")
             _record(sessions, c, answer, settings, report)
     report.seconds = time.perf_counter() - started
     if report.sent or report.retried or report.failed:

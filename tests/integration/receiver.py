@@ -38,6 +38,13 @@ class Receiver:
             def log_message(self, *args) -> None:  # quiet
                 pass
 
+            def do_GET(self) -> None:  # where a followed redirect would land
+                with receiver.lock:
+                    receiver.received.append(Received(None, self.headers.get("Authorization"), {"GET": self.path}, 200))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
                 key = self.headers.get("Idempotency-Key")
@@ -58,6 +65,8 @@ class Receiver:
                     self.close_connection = True
                     return
                 self.send_response(cue)
+                if 300 <= cue < 400:
+                    self.send_header("Location", receiver.url + "/elsewhere")
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", "2")
                 self.end_headers()

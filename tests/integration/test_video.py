@@ -28,7 +28,7 @@ from app.stopping import StopFlag
 from tests.integration.helpers import copy_images
 from tests.integration.persons_world import settings_for
 from tests.integration.receiver import Receiver
-from tests.video_clips import Scene, Shot, write_audio_only, write_clip
+from tests.video_clips import Scene, Shot, write_audio_only, write_clip, write_portrait
 
 ROOT = Path(__file__).resolve().parents[2]
 CHIP_SCHEMA = json.loads((ROOT / "schemas" / "export-chip.schema.json").read_text())
@@ -187,6 +187,9 @@ def test_bad_videos_fail_with_their_reason_and_good_ones_go_through_db(cli_facto
     folder.mkdir()
     scenes = clip_scenes(faces_dev)
     write_clip(folder / "good.webm", scenes[:1], fps=5, codec="libvpx-vp9")
+    # filmed upright on a phone: stored sideways, turned by the container's matrix
+    write_portrait(folder / "portrait.mp4", [Scene(2, [Shot(faces_dev / AGASSI / "01.jpg", 40, 150, 280)])],
+                   size=(360, 640), fps=5)
     write_clip(folder / "whole.mp4", scenes, fps=5, faststart=True)
     data = (folder / "whole.mp4").read_bytes()
     (folder / "cut.mp4").write_bytes(data[:len(data) // 2])  # a copy cut short
@@ -211,8 +214,12 @@ def test_bad_videos_fail_with_their_reason_and_good_ones_go_through_db(cli_facto
                    MediaItems.FaceCount).join(MediaItems, MediaItems.MediaFileId == MediaFile.Id))}
         embedded = s.scalar(select(Faces.Id).where(Faces.Embedding.is_not(None), Faces.FrameNumber.is_not(None))
                             .limit(1))
+        portrait = s.execute(select(MediaMeta.Width, MediaMeta.Height).join(MediaFile, MediaFile.Id == MediaMeta.MediaFileId)
+                             .where(MediaFile.FileName == "portrait.mp4")).one()
     engine.dispose()
     assert rows["good.webm"][0] == "done" and rows["good.webm"][3] >= 1 and embedded is not None
+    assert rows["portrait.mp4"][0] == "done" and rows["portrait.mp4"][3] >= 1  # the face found upright
+    assert tuple(portrait) == (360, 640)
     expected = {
         "cut.mp4": ("truncated video", False),
         "empty.mov": ("empty file (0 bytes)", True),

@@ -25,7 +25,7 @@ def test_a_video_event_names_its_parent_frames_and_persons():
     assert first["frameNumber"] == 720 and first["videoTimestamp"] == "00:00:24.000" and first["track"] == 0
     assert first["face_bounds"] == {"x": 10, "y": 21, "w": 50, "h": 60} and first["confidence"] == 0.9912
     assert body["faces"][1]["clusterId"] == "noise"
-    assert body["persons"] == [{"personId": 3, "personName": "Ann", "clusterId": "person_3"}]
+    assert body["persons"] == [{"personId": 3, "personName": "Ann", "clusterId": "person_3", "hidden": False}]
 
 
 def test_a_photo_event_and_a_deleted_or_unreadable_file():

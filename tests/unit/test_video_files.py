@@ -10,7 +10,7 @@ from app.pipeline.decode import DecodeError
 from app.pipeline.export_layout import video_timestamp
 from app.pipeline import video as video_module
 from app.pipeline.video import VideoReader, container_kind, frame_at, is_video
-from tests.video_clips import Scene, Shot, write_audio_only, write_clip
+from tests.video_clips import Scene, Shot, write_audio_only, write_clip, write_portrait
 
 MAX = 100_000_000
 
@@ -72,6 +72,20 @@ def test_reasons(tmp_path, clip):
     with pytest.raises(DecodeError, match="video frames too large: 320x240"):
         with VideoReader(clip, 320 * 240 - 1):
             pass
+
+
+def test_a_phones_portrait_video_is_turned_upright(tmp_path):
+    img = tmp_path / "bar.png"
+    Image.new("RGB", (40, 100), (250, 250, 250)).save(img)
+    path = tmp_path / "portrait.mp4"
+    write_portrait(path, [Scene(2.0, [Shot(img, 20, 400, 100)])], size=(180, 640), fps=10)  # a bar low down
+    with VideoReader(path, MAX) as video:
+        assert (video.info.width, video.info.height) == (640, 180)  # as stored
+        frames = list(video.sample(1.0, 10))
+    rgb = frames[0].rgb
+    assert rgb.shape == (640, 180, 3)  # upright: tall
+    assert rgb[400:480, 30:50].mean() > 200 and rgb[100:200].mean() < 120  # the bar where it was drawn
+    assert np.abs(frame_at(path, 1000, MAX).astype(int) - frames[1].rgb).max() <= 2
 
 
 def test_names_and_timestamps(clip):
