@@ -71,26 +71,25 @@ def enqueue_media(session: Session, media_ids: Iterable[int]) -> None:
         session.execute(sqlite.insert(EVENTS).on_conflict_do_nothing(), [{"MediaFileId": m} for m in chunk])
 
 
-def enqueue_faces(session: Session, face_ids: Iterable[int]) -> None:
-    """Events for the media files of these faces (faces gone already are skipped)."""
+def _enqueue_media_of(session: Session, statement, column, ids: Iterable[int]) -> None:
+    """Events for the media files of the faces whose `column` is one of `ids`."""
     if _postgres(session):
-        _pg_insert(session, _PG_FACES, face_ids)
+        _pg_insert(session, statement, ids)
         return
     media: set[int] = set()
-    for where in id_batches(session, Faces.Id, face_ids):
+    for where in id_batches(session, column, ids):
         media.update(session.scalars(select(Faces.MediaFileId).where(where).distinct()))
     enqueue_media(session, media)
+
+
+def enqueue_faces(session: Session, face_ids: Iterable[int]) -> None:
+    """Events for the media files of these faces (faces gone already are skipped)."""
+    _enqueue_media_of(session, _PG_FACES, Faces.Id, face_ids)
 
 
 def enqueue_persons(session: Session, person_ids: Iterable[int]) -> None:
     """Events for every media file with a face of these persons (a rename changes them all)."""
-    if _postgres(session):
-        _pg_insert(session, _PG_PERSONS, person_ids)
-        return
-    media: set[int] = set()
-    for where in id_batches(session, Faces.PersonId, person_ids):
-        media.update(session.scalars(select(Faces.MediaFileId).where(where).distinct()))
-    enqueue_media(session, media)
+    _enqueue_media_of(session, _PG_PERSONS, Faces.PersonId, person_ids)
 
 
 @dataclass(frozen=True)
