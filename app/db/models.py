@@ -182,9 +182,9 @@ class Faces(Base):
     # close to it, a user decision), so a run with nothing new changes nothing.
     ConsideredAt: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Faces found in a video: the frame (0-based, in presentation order: the frame's time x
-    # the frame rate) and its time from the
-    # start in milliseconds; TrackNumber numbers the tracks of one video (the same face in
-    # consecutive sampled frames). All null for a photo's faces.
+    # the frame rate) and its time from the start in milliseconds; TrackNumber numbers the
+    # tracks of one video (the same face in consecutive sampled frames). All null for a
+    # photo's faces.
     FrameNumber: Mapped[int | None] = mapped_column(Integer)
     FrameTimeMs: Mapped[int | None] = mapped_column(BigInteger)
     TrackNumber: Mapped[int | None] = mapped_column(Integer)

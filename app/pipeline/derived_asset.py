@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from app.pipeline.export_layout import NOISE, video_timestamp
+from app.pipeline.export_layout import cluster_id, face_bounds, video_timestamp
 from app.types import Box
 
 if TYPE_CHECKING:  # the repository's row types; nothing here touches the database
@@ -18,14 +18,12 @@ KIND = "face-detection-result"
 
 
 def _face(f: EventFace, media_type: str) -> dict:
-    box = Box.parse(f.bounding_box)
     out = {
         "faceId": f.face_id,
         "personId": f.person_id,
         "personName": f.person_name,
-        "clusterId": f"person_{f.person_id}" if f.person_id is not None else NOISE,
-        "face_bounds": ({"x": round(box.x), "y": round(box.y), "w": round(box.w), "h": round(box.h)}
-                        if box is not None else None),
+        "clusterId": cluster_id(f.person_id),
+        "face_bounds": face_bounds(Box.parse(f.bounding_box)),
         "confidence": None if f.confidence is None else round(f.confidence, 4),
         "quality": None if f.quality is None else round(f.quality, 4),
         "usable": f.is_usable,
@@ -63,6 +61,6 @@ def build(event_id: int, key: str, media_file_id: int, facts: MediaFacts | None,
         "parentId": f"sha256:{sha256}" if sha256 else None,
         "source": source,
         "faces": [_face(f, media_type) for f in faces],
-        "persons": [{"personId": p, "personName": n, "clusterId": f"person_{p}", "hidden": h} for p, n, h in persons],
+        "persons": [{"personId": p, "personName": n, "clusterId": cluster_id(p), "hidden": h} for p, n, h in persons],
         "topics": ["face_detected", "clustered"] if persons else ["face_detected"],
     }

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from app.types import Box
+
 NOISE = "noise"
 SHEET = "contact_sheet.jpg"
 SLUG_MAX = 40
@@ -51,6 +53,16 @@ def safe_file_name(name: str) -> str:
 
 def photo_name(media_file_id: int, file_name: str) -> str:
     return f"{media_file_id}_{safe_file_name(file_name)}"
+
+
+def cluster_id(person_id: int | None) -> str:
+    """Seed 000's clusterId: person_<id>, or noise for a face without a person."""
+    return f"person_{person_id}" if person_id is not None else NOISE
+
+
+def face_bounds(box: Box | None) -> dict | None:
+    """Seed 000's face_bounds: the box in whole original pixels."""
+    return {"x": round(box.x), "y": round(box.y), "w": round(box.w), "h": round(box.h)} if box else None
 
 
 def video_timestamp(ms: int) -> str:
@@ -115,7 +127,7 @@ def chip_record(c: ChipInfo, author: str) -> dict:
         "timestamp": c.timestamp,
         "timestampSource": c.timestamp_source,
         "deviceId": c.device_id,
-        "clusterId": f"person_{c.person_id}" if c.person_id is not None else NOISE,
+        "clusterId": cluster_id(c.person_id),
         "personId": c.person_id,
         "personName": c.person_name,
         "faceId": c.face_id,

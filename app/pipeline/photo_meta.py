@@ -38,7 +38,7 @@ class PhotoMeta:
     media_type: str | None = None
     duration_ms: int | None = None
     codec: str | None = None
-    frame_rate: float | None = None  # fields that could not be read, and why
+    frame_rate: float | None = None
 
 
 def device_id(make: str | None, model: str | None, file_name: str, pattern: re.Pattern[str] | None) -> str | None:

@@ -185,12 +185,22 @@ class VideoReader:
     def _frames(self) -> Iterator:
         import av
 
-        start = self.stream.start_time or 0
         try:
-            for frame in self.container.decode(self.stream):
-                yield frame, start
+            yield from self.container.decode(self.stream)
         except av.FFmpegError as exc:
             raise DecodeError(f"corrupt or truncated video: {exc}") from None
+
+    def _ms(self, frame) -> float | None:
+        """A decoded frame's time from the video's start in ms; None without a timestamp."""
+        base = self.stream.time_base
+        if frame.pts is None or base is None:
+            return None
+        return float((frame.pts - (self.stream.start_time or 0)) * base) * 1000
+
+    def _seek(self, ms: float) -> None:
+        """Go to the key frame at or before `ms`: the next frames decoded come from there."""
+        self.container.seek((self.stream.start_time or 0) + int(ms / 1000 / self.stream.time_base),
+                            stream=self.stream, backward=True)
 
     def sample(self, interval_seconds: float, max_frames: int) -> Iterator[Frame]:
         """The frames at 0, interval, 2 x interval, ... (the first frame at or after each
@@ -201,12 +211,11 @@ class VideoReader:
         (then seeking would decode frames twice)."""
         interval = self.interval_ms(interval_seconds, max_frames)
         fps = self.info.frame_rate or 25.0
-        base = self.stream.time_base
         duration = self.info.duration_ms
         target = 0.0
         taken = counted = 0
         last_ms = None
-        seekable = duration is not None and base is not None and interval > SEEK_MIN_MS
+        seekable = duration is not None and self.stream.time_base is not None and interval > SEEK_MIN_MS
         seeked_from = None  # where the last seek left off, until the first frame after it
         skipping = False
         # frame threading hands frames out up to a frame per thread late
@@ -214,10 +223,10 @@ class VideoReader:
         near_ms = (NEAR_FRAMES + threads) * 1000 / fps
         while True:
             sought = False
-            for frame, start in self._frames():
+            for frame in self._frames():
                 self.decoded += 1
-                if frame.pts is not None and base is not None:
-                    ms = float((frame.pts - start) * base) * 1000
+                ms = self._ms(frame)
+                if ms is not None:
                     number = round(ms * fps / 1000)
                 else:
                     ms, number = counted * 1000 / fps, counted
@@ -247,7 +256,7 @@ class VideoReader:
                 # never seek past the stated end: the last frames must be decoded to tell a
                 # whole video from a cut one
                 if seekable and target - ms > SEEK_MIN_MS and target < duration - TRUNCATION_SLACK_MS:
-                    self.container.seek(start + int(target / 1000 / base), stream=self.stream, backward=True)
+                    self._seek(target)
                     seeked_from, sought = ms, True
                     break
             if not sought:
@@ -309,24 +318,21 @@ def frame_at(path: Path, time_ms: int, max_pixels: int) -> np.ndarray:
     import av
 
     with VideoReader(path, max_pixels) as video:
-        stream = video.stream
-        base = stream.time_base
-        start = stream.start_time or 0
-        if base is not None:
+        if video.stream.time_base is not None:
             try:
-                video.container.seek(start + int(time_ms / 1000 / base), stream=stream, backward=True)
+                video._seek(time_ms)
             except av.FFmpegError:
                 pass  # decode from the start instead
         best = None
         fps = video.info.frame_rate or 25.0
         from_start = False
-        for frame, _ in video._frames():
-            ms = float((frame.pts - start) * base) * 1000 if frame.pts is not None and base else None
+        for frame in video._frames():
+            ms = video._ms(frame)
             if ms is None:
                 raise DecodeError("the video's frames carry no timestamps: cannot find a frame by time")
             if best is None and ms > time_ms + 1500 / fps and not from_start:
                 # the seek landed after the frame (no index, imprecise seeking): from the start
-                video.container.seek(0, stream=stream, backward=True)
+                video._seek(0)
                 from_start = True
                 continue
             if ms + 0.5 >= time_ms:

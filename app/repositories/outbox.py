@@ -3,7 +3,8 @@
 Events are written by the transactions that change faces or persons (detection, the
 assignment step, users' operations), so an event exists exactly when its change was
 committed. A media file has at most one *queued* event: later changes join it (INSERT ...
-ON CONFLICT DO NOTHING against a partial unique index). A publisher claims events with
+ON CONFLICT against a partial unique index; on PostgreSQL it locks the queued event, see
+_PG_JOIN). A publisher claims events with
 `FOR UPDATE SKIP LOCKED` and a lease, which turns a queued event into a *pending* one with
 a fixed idempotency key; from then on a new change of its media file makes a new event.
 """

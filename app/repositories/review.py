@@ -19,11 +19,11 @@ def media_path(session: Session, media_id: int) -> str | None:
     return session.scalar(select(MediaFile.FilePath).where(MediaFile.Id == media_id))
 
 
-def face_source(session: Session, face_id: int) -> tuple[int, str, int | None] | None:
-    """(media file id, its path, the frame's time in ms for a video's face) of a face."""
-    row = session.execute(select(Faces.MediaFileId, MediaFile.FilePath, Faces.FrameTimeMs)
+def face_source(session: Session, face_id: int) -> tuple[str, int | None] | None:
+    """(its media file's path, the frame's time in ms for a video's face) of a face."""
+    row = session.execute(select(MediaFile.FilePath, Faces.FrameTimeMs)
                           .join(MediaFile, MediaFile.Id == Faces.MediaFileId).where(Faces.Id == face_id)).first()
-    return (int(row[0]), row[1], row[2]) if row else None
+    return (row[0], row[1]) if row else None
 
 
 def names_like(session: Session, text: str, limit: int) -> list[tuple[int, str]]:

@@ -70,7 +70,7 @@ class _Photos:
     def __init__(self, max_pixels: int):
         self.max_pixels = max_pixels
         self.stats: dict[str, os.stat_result | None] = {}
-        self.decoded: OrderedDict[tuple[str, int | None], Decoded | str] = OrderedDict()
+        self.decoded: OrderedDict[tuple[str, int | None, int | None], Decoded | str] = OrderedDict()
 
     def stat(self, path: str) -> os.stat_result | None:
         if path not in self.stats:
@@ -93,7 +93,7 @@ class _Photos:
 
     def image(self, path: str, at_least: int | None, frame_time_ms: int | None = None) -> Decoded:
         """The photo, or the video's frame at `frame_time_ms`."""
-        key = (path, at_least if frame_time_ms is None else -1 - frame_time_ms)
+        key = (path, at_least, frame_time_ms)
         if key not in self.decoded:
             try:
                 if frame_time_ms is not None:
@@ -159,16 +159,14 @@ class _Plan:
 
 
 def _chip_info(face: ExportFace, folder: str, person_name: str | None, photos: _Photos) -> layout.ChipInfo:
-    box = face.box
     recorded = "video" if face.media_type == "video" else "exif"  # a video's creation time, or the photo's EXIF
     when, source = (face.taken_at, recorded) if face.taken_at else (photos.file_time(face.file_path), "file")
     gps = None
     if face.latitude is not None and face.longitude is not None:
         gps = {"latitude": face.latitude, "longitude": face.longitude, "altitude": face.altitude}
     camera = {"make": face.camera_make, "model": face.camera_model} if (face.camera_make or face.camera_model) else None
-    bounds = {"x": round(box.x), "y": round(box.y), "w": round(box.w), "h": round(box.h)} if box else None
     return layout.ChipInfo(face.face_id, face.person_id, person_name, folder, face.media_file_id, face.file_path,
-                           bounds, face.confidence, face.quality, face.assigned_by, when,
+                           layout.face_bounds(face.box), face.confidence, face.quality, face.assigned_by, when,
                            source if when else None, face.device_id, gps, camera,
                            frame_number=face.frame_number, frame_time_ms=face.frame_time_ms)
 

@@ -52,7 +52,7 @@ def face_picture(sessions: sessionmaker[Session], settings: Settings, face_id: i
         source = rrepo.face_source(session, face_id)
     if source is None:
         return None
-    _, stored, frame_ms = source
+    stored, frame_ms = source
     path = Path(stored)
     if not path.is_file():
         return None
