@@ -14,7 +14,7 @@ from app.inference.detector import Detector
 from app.pipeline import face_score, resize
 from app.pipeline.faces import square_crop
 from app.types import DetectedFace
-from app.pipeline.quality import Gates, is_usable, laplacian_variance
+from app.pipeline.quality import Gates, is_usable, laplacian_variance, luma
 from app.pipeline.thumbnail import thumbnail_jpeg
 
 BLUR_CROP_PX = 112  # blur is measured on the face resized to this, so it is size-independent
@@ -87,7 +87,7 @@ def describe_faces(image: np.ndarray, faces: list[DetectedFace], opts: AnalyzeOp
     to_full = resize.Scale(w / ow, h / oh, ow, oh)
     found = []
     for face in faces:
-        pixels = face_pixels(image, face)
+        pixels = luma(face_pixels(image, face))  # what blur and exposure measure
         blur = laplacian_variance(pixels)
         full = resize.to_original(face, to_full) if (ow, oh) != (w, h) else face
         found.append(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.pipeline.quality import LUMA
+from app.pipeline import quality
 from app.types import DetectedFace
 
 # part -> weight; the weights sum to 1, so the total stays in [0, 1]
@@ -66,10 +66,11 @@ def size(short_side: float) -> float:
 
 
 def exposure(rgb: np.ndarray | None) -> float:
-    """0..1 from the face pixels (HxWx3 uint8); 0.5 (unknown) without pixels."""
+    """0..1 from the face pixels (HxWx3 uint8, or their quality.luma); 0.5 (unknown)
+    without pixels."""
     if rgb is None or rgb.size == 0:
         return 0.5
-    luma = rgb.reshape(-1, 3).astype(np.float64) @ LUMA
+    luma = quality.luma(rgb)
     mean = float(luma.mean())
     if mean < MID_LOW:
         level = (mean - DARK) / (MID_LOW - DARK)

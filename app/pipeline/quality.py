@@ -11,13 +11,18 @@ from app.types import Box, DetectedFace
 LUMA = np.array([0.299, 0.587, 0.114])
 
 
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """The grey image (float64) of HxWx3 pixels; a grey image (HxW) is returned as it is."""
+    return rgb if rgb.ndim == 2 else rgb.astype(np.float64) @ LUMA
+
+
 def laplacian_variance(rgb: np.ndarray) -> float:
     """Variance of the 4-neighbour Laplacian of the grey image: low means blurred.
 
     Measured on the face crop resized to a fixed size, so the number does not depend on
-    the face's resolution in the photo.
+    the face's resolution in the photo. Takes the pixels or their `luma`.
     """
-    gray = rgb.astype(np.float64) @ LUMA
+    gray = luma(rgb)
     if gray.shape[0] < 3 or gray.shape[1] < 3:
         return 0.0
     lap = (

@@ -12,8 +12,10 @@ from app.types import Box
 
 def thumbnail_jpeg(image: np.ndarray, box: Box, size: int, margin: float) -> bytes:
     crop = square_crop(image, box, margin)
-    # reducing_gap: shrink large crops by whole factors first (much faster, same look)
-    pil = Image.fromarray(crop).resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    # reducing_gap: shrink large crops by whole factors first (much faster, same look).
+    # BILINEAR (Pillow's is antialiased when shrinking) costs half of LANCZOS here, and
+    # the detection stage makes a thumbnail of every face on the detector's two cores.
+    pil = Image.fromarray(crop).resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
     buf = io.BytesIO()
     pil.save(buf, format="JPEG", quality=90)
     return buf.getvalue()

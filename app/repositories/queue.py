@@ -123,12 +123,14 @@ def _claim(session: Session, q: Queue, condition, limit: int, values: dict) -> l
 
 
 def claim(session: Session, q: Queue, worker: str, limit: int, now: datetime, lease_until: datetime,
-          max_attempts: int) -> list[Claim]:
-    """One suspect alone (charged), or else up to `limit` fresh rows (not charged)."""
+          max_attempts: int, suspects: bool = True) -> list[Claim]:
+    """One suspect alone (charged), or else up to `limit` fresh rows (not charged). With
+    `suspects` False, only fresh rows: a worker that still has other rows in flight must
+    not take a suspect, which is to be tried with nothing else beside it."""
     eligible = and_(q.open, q.attempts < max_attempts)
     held = {q.locked_by.name: worker, q.locked_until.name: lease_until}
     suspect = _claim(session, q, and_(eligible, _abandoned(q, now)), 1,
-                     _set(q, STATUS_PROCESSING, {**held, q.attempts.name: q.attempts + 1}))
+                     _set(q, STATUS_PROCESSING, {**held, q.attempts.name: q.attempts + 1})) if suspects else []
     if suspect:
         return [Claim(suspect[0][0], suspect[0][1], True)]
     free = and_(eligible, q.locked_by.is_(None), or_(q.locked_until.is_(None), q.locked_until < now))

@@ -1,21 +1,26 @@
 """Detection use case: claim pending media, find faces, store them.
 
-The stage follows the shared queue discipline (app/services/work_queue.py). Per batch:
-a short transaction claims the items; with no transaction open the images go through a
-two-thread pipeline (app/services/detect_flow.py): the model runs on this thread while a
-helper thread decodes the next images and measures, thumbnails and crops the faces of the
-previous ones; a short transaction then reconciles the new faces with the stored ones
-(app/pipeline/reconcile.py) and stores them; old thumbnail files are deleted after the
-commit. Each step is timed.
+The stage follows the shared queue discipline (app/services/work_queue.py): short
+transactions to claim and to store, a lease renewed while a batch is worked on, failures
+recorded per item. With no transaction open the images go through a two-thread pipeline
+(app/services/detect_flow.py): the model runs on this thread while a helper thread decodes
+the next images and measures, thumbnails and crops the faces of the previous ones. The
+pipeline runs across batches: the next batch is claimed when the pipeline reads past the
+current one, and a batch is stored (its new faces reconciled with the stored ones,
+app/pipeline/reconcile.py) as soon as all its items are through, so the model does not
+wait for a batch's tail and its store before the next one starts. Old thumbnail files
+are deleted after the commit. Each step is timed.
 """
 from __future__ import annotations
 
 import logging
 import re
 import time
+from collections import deque
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
@@ -185,8 +190,10 @@ class DetectionStage:
     queue = q_repo.DETECTION
     log = log
 
-    def __init__(self, detector: Detector, settings: Settings, encoder: FaceEncoder | None = None):
+    def __init__(self, detector: Detector, settings: Settings, encoder: FaceEncoder | None = None,
+                 stop: StopFlag | None = None):
         self.detector = detector
+        self.stop = stop  # a video checks it between frames
         # With an encoder (--all, --automate), faces are embedded from the image already
         # decoded here, which saves the embedding stage a second decode.
         self.encoder = encoder if settings.embed_at_detection_min_px > 0 else None
@@ -230,9 +237,12 @@ class DetectionStage:
 
     # --- the three steps of app/services/detect_flow.py ---------------------------------
 
-    def prepare(self, item: media_repo.ClaimedItem) -> Ready | Problem:
+    def prepare(self, item: media_repo.ClaimedItem) -> Ready | Problem | None:
         """Helper thread: decode (JPEGs at the smallest scale still at least as large as
-        detection uses) and shrink for the detector."""
+        detection uses) and shrink for the detector. None for a video: the model step
+        does all of it (`_video`)."""
+        if is_video(item.file_path):
+            return None
         started = time.perf_counter()
         try:
             decoded = load(Path(item.file_path), self.opts.max_pixels, self.opts.max_side, self.device_pattern)
@@ -242,14 +252,15 @@ class DetectionStage:
         finally:
             self._time("decode", started)
 
-    def model(self, items: list[media_repo.ClaimedItem], readies: list[Ready]) -> list[list[DetectedFace] | Problem]:
-        """Caller's thread: only the detector. Small images go through it several at once
-        (one call over up to MODEL_BATCH, see there), larger ones one per call; when a
-        call over several fails, they are retried one by one, so that one image's failure
-        is its own."""
+    def model(self, items: list[media_repo.ClaimedItem], readies: list[Ready | None]
+              ) -> list[list[DetectedFace] | ItemResult | Problem | None]:
+        """Caller's thread: only the models. Small images go through the detector several
+        at once (one call over up to MODEL_BATCH, see there), larger ones one per call;
+        when a call over several fails, they are retried one by one, so that one image's
+        failure is its own. A video is done whole here (None when a stop came halfway)."""
         started = time.perf_counter()
-        out: list[list[DetectedFace] | Problem | None] = [None] * len(items)
-        small = [i for i, r in enumerate(readies) if batchable(r.small)]
+        out: list = [None] * len(items)
+        small = [i for i, r in enumerate(readies) if r is not None and batchable(r.small)]
         try:
             if len(small) > 1:
                 try:
@@ -259,10 +270,17 @@ class DetectionStage:
                         out[i] = f
                 except Exception:  # noqa: BLE001 - retried one by one below, where it is reported
                     pass
-            return [f if f is not None else self._model_one(item, ready)
-                    for f, item, ready in zip(out, items, readies)]
+            for i, (item, ready) in enumerate(zip(items, readies)):
+                if out[i] is None and ready is not None:
+                    out[i] = self._model_one(item, ready)
         finally:
             self._time("detect", started)
+        for i, (item, ready) in enumerate(zip(items, readies)):
+            if ready is None:
+                started = time.perf_counter()
+                out[i] = self._video(item, self.stop)
+                self._time("video", started)
+        return out
 
     def _model_one(self, item: media_repo.ClaimedItem, ready: Ready) -> list[DetectedFace] | Problem:
         try:
@@ -270,8 +288,12 @@ class DetectionStage:
         except Exception as exc:
             return self._failed(item, exc)
 
-    def finish(self, item: media_repo.ClaimedItem, ready: Ready, faces: list[DetectedFace]) -> ItemResult | Problem:
-        """Helper thread: blur, quality, thumbnails (written to their files), embedding crops."""
+    def finish(self, item: media_repo.ClaimedItem, ready: Ready | None, faces: list[DetectedFace] | ItemResult | None
+               ) -> ItemResult | Problem | None:
+        """Helper thread: blur, quality, thumbnails (written to their files), embedding
+        crops. A video's outcome (`ready` None) is complete already."""
+        if ready is None:
+            return faces
         decoded = ready.decoded
         started = time.perf_counter()
         try:
@@ -303,7 +325,7 @@ class DetectionStage:
         return ItemResult(item, [Detection(f, path, crop) for f, path, crop in zip(found, files, crops)],
                           decoded.meta)
 
-    def _embed(self, results: list[ItemResult]) -> None:
+    def embed(self, results: list[ItemResult]) -> None:
         todo = [d for r in results for d in r.faces if d.crop is not None]
         if not todo or self.encoder is None:
             return
@@ -317,26 +339,6 @@ class DetectionStage:
             self._time("embed", started)
         for d, v in zip(todo, vectors):
             d.vectors, d.crop = v, None
-
-    def work(self, items, stop: StopFlag | None):
-        started = time.perf_counter()
-        photos = [i for i in items if not is_video(i.file_path)]
-        outcomes = detect_flow.run(photos, self, stop, batch=MODEL_BATCH) if photos else []
-        self._time("work", started)
-        results = [o for o in outcomes if not isinstance(o, Problem)]
-        self._embed(results)
-        problems = [o for o in outcomes if isinstance(o, Problem)]
-        for item in (i for i in items if is_video(i.file_path)):
-            if stop is not None and stop.is_set():
-                break  # not started: handed back
-            started = time.perf_counter()
-            outcome = self._video(item, stop)
-            self._time("video", started)
-            if isinstance(outcome, Problem):
-                problems.append(outcome)
-            elif outcome is not None:
-                results.append(outcome)
-        return results, problems
 
     # --- videos ----------------------------------------------------------------------------
     def _video_encoder(self) -> FaceEncoder:
@@ -481,17 +483,86 @@ def sweep_thumbnails(sessions: sessionmaker[Session], settings: Settings) -> thu
     return report
 
 
-def run_batch(sessions: sessionmaker[Session], stage: DetectionStage, settings: Settings,
-              stop: StopFlag | None = None) -> DetectReport | None:
-    """Claim and process one batch. None when nothing was claimable."""
-    started = time.perf_counter()
-    batch = work_queue.run_batch(sessions, stage, settings, settings.detect_batch_size, stop)
-    if batch is None:
-        return None
+@dataclass
+class _Open:
+    """A claimed batch on its way through the pipeline: the rows still without an outcome,
+    and the outcomes so far. Its lease is renewed until it is stored."""
+
+    claimed: work_queue.Claimed
+    heartbeat: work_queue.Heartbeat | None
+    started: float
+    waiting: set[int]
+    results: list[ItemResult] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+class _Batches:
+    """The items of batch after batch, each batch claimed (and its lease kept alive) only
+    when the pipeline reads past the previous one, so the model goes on from one batch to
+    the next while the previous one is finished and stored."""
+
+    def __init__(self, sessions: sessionmaker[Session], stage: DetectionStage, settings: Settings,
+                 stop: StopFlag | None):
+        self.sessions, self.stage, self.settings, self.stop = sessions, stage, settings, stop
+        self.opened: deque[_Open] = deque()  # claimed, not stored yet, in order
+        self.claimed = 0  # batches claimed
+
+    def items(self) -> Iterator[media_repo.ClaimedItem]:
+        """A row whose worker died while holding it (a suspect) is tried alone: only the
+        first claim of a run may take one, and nothing is claimed after it."""
+        s = self.settings
+        while not (self.stop is not None and self.stop.is_set()):
+            claimed = work_queue.claim_batch(self.sessions, self.stage, s, s.detect_batch_size,
+                                             suspects=not self.claimed)
+            if claimed is None:
+                return
+            self.claimed += 1
+            alone = bool(claimed.claims) and claimed.claims[0].charged
+            heartbeat = None
+            if claimed.claims:
+                heartbeat = work_queue.Heartbeat(self.sessions, self.stage.queue, [c.id for c in claimed.claims],
+                                                 s, log)
+                heartbeat.__enter__()
+            self.opened.append(_Open(claimed, heartbeat, time.perf_counter(), {c.id for c in claimed.claims}))
+            yield from claimed.items
+            if alone:
+                return
+
+    def run(self) -> Iterator[DetectReport]:
+        """Every claimable item through the pipeline; a report per batch stored. A failure
+        to be retried at once (RETRY_DELAY_SECONDS=0) may become claimable only after the
+        last claim: the caller runs again until nothing was claimed."""
+        opened = self.opened
+        try:
+            for item, outcome in detect_flow.stream(self.items(), self.stage, self.stop, batch=MODEL_BATCH):
+                batch = next(b for b in opened if item.item_id in b.waiting)
+                batch.waiting.discard(item.item_id)
+                if isinstance(outcome, Problem):
+                    batch.problems.append(outcome)
+                elif outcome is not None:  # None: a video stopped halfway, handed back
+                    batch.results.append(outcome)
+                while opened and not opened[0].waiting:
+                    yield _store_batch(self.sessions, self.stage, self.settings, opened.popleft())
+            while opened:  # stopped: what has an outcome is stored, the rest handed back
+                yield _store_batch(self.sessions, self.stage, self.settings, opened.popleft())
+        finally:
+            for batch in opened:  # an error: the rows go back by handing_back_on_error
+                if batch.heartbeat is not None:
+                    batch.heartbeat.__exit__(None, None, None)
+
+
+def _store_batch(sessions: sessionmaker[Session], stage: DetectionStage, settings: Settings,
+                 batch: _Open) -> DetectReport:
+    """A batch whose rows all have an outcome (or, after a stop, those that have one):
+    faces embedded when an encoder was given, then stored; the rest handed back."""
+    if batch.heartbeat is not None:
+        batch.heartbeat.__exit__(None, None, None)
+    stage.embed(batch.results)
+    stored = work_queue.finish_batch(sessions, stage, settings, batch.claimed, batch.results, batch.problems)
     report = DetectReport(
-        faces=sum(len(r.faces) for r in batch.results), seconds=time.perf_counter() - started,
-        embedded=sum(d.vectors is not None for r in batch.results for d in r.faces),
-        outcomes={**dict(batch.failures), **{r.item.item_id: None for r in batch.results}},
+        faces=sum(len(r.faces) for r in stored.results), seconds=time.perf_counter() - batch.started,
+        embedded=sum(d.vectors is not None for r in stored.results for d in r.faces),
+        outcomes={**dict(stored.failures), **{r.item.item_id: None for r in stored.results}},
     )
     log.info("batch: %d images, %d faces, %d failed in %.1f s",
              report.images, report.faces, report.failed, report.seconds)
@@ -504,14 +575,17 @@ def detect_pending(sessions: sessionmaker[Session], detector: Detector, settings
     orphaned thumbnails. With an encoder, large enough faces are embedded on the way."""
     total = DetectReport()
     detector.load()
-    stage = DetectionStage(detector, settings, encoder)
+    stage = DetectionStage(detector, settings, encoder, stop)
     work_queue.start(sessions, stage.queue, settings, log)
+    started = time.perf_counter()
     with work_queue.handing_back_on_error(sessions, stage.queue, settings, log):
         while not (stop is not None and stop.is_set()):
-            report = run_batch(sessions, stage, settings, stop)
-            if report is None:
+            batches = _Batches(sessions, stage, settings, stop)
+            for report in batches.run():
+                total.add(report)
+            if not batches.claimed:
                 break
-            total.add(report)
+    total.seconds = time.perf_counter() - started
     sweep_thumbnails(sessions, settings)
     total.timings = dict(stage.timings)
     if total.images:

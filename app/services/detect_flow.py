@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Protocol, TypeVar
+from typing import Iterable, Iterator, Protocol, TypeVar
 
 from app.services.work_queue import Problem
 from app.stopping import StopFlag
@@ -45,9 +45,19 @@ def run(items: list[I], steps: Steps, stop: StopFlag | None, depth: int = 2, bat
     """Outcomes (O or Problem) of the items processed, in order. On a stop request the
     items not yet given to the model are left out (the caller hands them back); those
     already past it are finished first, which takes a few images' worth of pixel work."""
+    return [outcome for _, outcome in stream(items, steps, stop, depth, batch)]
+
+
+def stream(items: Iterable[I], steps: Steps, stop: StopFlag | None, depth: int = 2,
+           batch: int = 1) -> Iterator[tuple[I, object]]:
+    """As `run`, as a generator of (item, outcome) in the items' order, each yielded as
+    soon as it and those before it are finished (checked after every model call). `items`
+    is read on the caller's thread, only as far as the pipeline needs (`depth + batch`
+    ahead), so it may claim more work from a queue as it goes: the model never waits for
+    the tail of one batch to be finished and stored before the next batch starts."""
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detect-helper")
     ahead: deque = deque()
-    finishing: list[Future] = []
+    finishing: deque = deque()  # (item, future of its outcome), in order
     upcoming = iter(items)
 
     def prepare_next() -> None:
@@ -70,12 +80,18 @@ def run(items: list[I], steps: Steps, stop: StopFlag | None, depth: int = 2, bat
             found = iter(steps.model([item for item, _ in ready], [p for _, p in ready]) if ready else [])
             for item, prepared in group:
                 if isinstance(prepared, Problem):
-                    finishing.append(_done(prepared))
+                    finishing.append((item, _done(prepared)))
                     continue
                 f = next(found)
-                finishing.append(_done(f) if isinstance(f, Problem) else pool.submit(steps.finish, item, prepared, f))
+                finishing.append((item, _done(f) if isinstance(f, Problem)
+                                  else pool.submit(steps.finish, item, prepared, f)))
             del group, ready, found  # the helper holds the images until it has finished with them
-        return [f.result() for f in finishing]
+            while finishing and finishing[0][1].done():
+                item, future = finishing.popleft()
+                yield item, future.result()
+        while finishing:
+            item, future = finishing.popleft()
+            yield item, future.result()
     finally:
         for _, future in ahead:  # not started: dropped (an exception, a stop request)
             future.cancel()

@@ -219,33 +219,53 @@ def _store(session: Session, stage: Stage, claims: dict[int, Claim], results: li
     return stored, dropped, failed
 
 
-def run_batch(sessions: sessionmaker[Session], stage: Stage, settings: Settings, batch_size: int,
-              stop: StopFlag | None = None) -> BatchReport | None:
-    """Claim and process one batch. None when nothing was claimable."""
+@dataclass
+class Claimed(Generic[T]):
+    """One claimed batch: its rows (with their attempts), what the work needs of each, and
+    the rows that used up their attempts while their worker was gone (failed for good)."""
+
+    claims: list[Claim]
+    items: list[T]
+    given_up: list[tuple[int, str]]
+
+
+def claim_batch(sessions: sessionmaker[Session], stage: Stage, settings: Settings,
+                batch_size: int, suspects: bool = True) -> Claimed | None:
+    """Claim up to `batch_size` rows in one short transaction (rows abandoned for good are
+    given up first and logged), or a suspect alone (not with `suspects` False: see
+    q_repo.claim). None when there was nothing to claim or give up."""
     q, log = stage.queue, stage.log
     now = utcnow()
 
     def claim(session: Session):
         given_up = q_repo.give_up_abandoned(session, q, now, settings.max_attempts)
         claims = q_repo.claim(session, q, settings.worker_id, batch_size, now,
-                              now + timedelta(seconds=settings.lease_seconds), settings.max_attempts)
+                              now + timedelta(seconds=settings.lease_seconds), settings.max_attempts, suspects)
         if given_up:
             stage.fetch(session, [row_id for row_id, _ in given_up])  # to name them in the log
-        return given_up, claims, stage.fetch(session, [c.id for c in claims])
+        return Claimed(claims, stage.fetch(session, [c.id for c in claims]), given_up)
 
-    given_up, claims, items = in_transaction(sessions, claim, f"claiming {q.name} work", log)
-    report = BatchReport()
-    for row_id, reason in given_up:
+    claimed = in_transaction(sessions, claim, f"claiming {q.name} work", log)
+    for row_id, reason in claimed.given_up:
         log.error("%s failed for good: %s", stage.describe(row_id), reason)
-        report.failures.append((row_id, reason))
-    if not claims:
-        return report if given_up else None
-    if claims[0].charged:
+    if not claimed.claims and not claimed.given_up:
+        return None
+    if claimed.claims and claimed.claims[0].charged:
+        first = claimed.claims[0]
         log.info("%s: retrying alone, attempt %d of %d (its worker stopped while holding it)",
-                 stage.describe(claims[0].id), claims[0].attempts, settings.max_attempts)
-    with Heartbeat(sessions, q, [c.id for c in claims], settings, log):
-        results, problems = stage.work(items, stop)
-    by_id = {c.id: c for c in claims}
+                 stage.describe(first.id), first.attempts, settings.max_attempts)
+    return claimed
+
+
+def finish_batch(sessions: sessionmaker[Session], stage: Stage, settings: Settings, claimed: Claimed,
+                 results: list, problems: list[Problem]) -> BatchReport:
+    """Store a claimed batch's results and failures in one short transaction, clean up
+    files after the commit, and hand back the rows with neither (not started)."""
+    q, log = stage.queue, stage.log
+    report = BatchReport(failures=list(claimed.given_up))
+    if not claimed.claims:
+        return report
+    by_id = {c.id: c for c in claimed.claims}
     stored, dropped, failed = in_transaction(
         sessions, lambda s: _store(s, stage, by_id, list(results), list(problems), settings),
         f"storing a {q.name} batch", log,
@@ -257,9 +277,22 @@ def run_batch(sessions: sessionmaker[Session], stage: Stage, settings: Settings,
     report.failures.extend((f.id, f.error) for f in failed)
     report.results = stored
     finished = {stage.result_id(r) for r in results} | {p.id for p in problems}
-    unstarted = [c for c in claims if c.id not in finished]
+    unstarted = [c for c in claimed.claims if c.id not in finished]
     if unstarted:
         in_transaction(sessions, lambda s: q_repo.release(s, q, unstarted, settings.worker_id),
                        f"handing back {q.name} work", log)
         log.info("%s: handed back %d claimed rows not started", q.name, len(unstarted))
     return report
+
+
+def run_batch(sessions: sessionmaker[Session], stage: Stage, settings: Settings, batch_size: int,
+              stop: StopFlag | None = None) -> BatchReport | None:
+    """Claim and process one batch. None when nothing was claimable."""
+    claimed = claim_batch(sessions, stage, settings, batch_size)
+    if claimed is None:
+        return None
+    if not claimed.claims:
+        return BatchReport(failures=list(claimed.given_up))
+    with Heartbeat(sessions, stage.queue, [c.id for c in claimed.claims], settings, stage.log):
+        results, problems = stage.work(claimed.items, stop)
+    return finish_batch(sessions, stage, settings, claimed, results, problems)

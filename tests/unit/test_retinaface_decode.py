@@ -1,6 +1,6 @@
 import numpy as np
 
-from app.inference.retinaface_onnx import decode, nms, priors
+from app.inference.retinaface_onnx import MEAN_BGR, decode, network_input, nms, priors
 
 
 def test_prior_count_and_order():
@@ -29,3 +29,13 @@ def test_decode_zero_offsets_give_the_prior_box():
     f = faces[0]
     assert (f.box.x, f.box.y, f.box.w, f.box.h) == (-12, -12, 32, 32)
     assert f.landmarks[0] == (4, 4) and abs(f.score - 0.95) < 1e-6
+
+
+def test_network_input_is_bgr_minus_the_training_mean_channels_first():
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    out = np.empty((3, 5, 7), np.float32)
+    network_input(rgb, out)
+    expected = (rgb.astype(np.float32)[..., ::-1] - MEAN_BGR).transpose(2, 0, 1)
+    assert np.array_equal(out, expected)
+    assert out[0, 2, 3] == float(rgb[2, 3, 2]) - 104.0  # blue first
