@@ -124,6 +124,12 @@ class MobileNetRetinaFace:
         self._input = ""
         self._lock = threading.Lock()
 
+    def with_threads(self, threads: int) -> "MobileNetRetinaFace":
+        """The same detector on a session of its own with `threads` intra-op threads (this
+        one when it has them): the detection stage's lanes each run a one-thread session
+        side by side (app/services/detect_flow.py)."""
+        return self if threads == self._threads else MobileNetRetinaFace(threads)
+
     def load(self) -> None:
         with self._lock:
             if self._session is not None:
@@ -136,9 +142,9 @@ class MobileNetRetinaFace:
             options.intra_op_num_threads = self._threads  # 0: one per physical core
             options.inter_op_num_threads = 1
             options.log_severity_level = 3
-            # Idle pool threads sleep instead of spinning: the detection stage's helper thread
-            # (decode, thumbnails) runs beside the model, and a spinning pool takes the core it
-            # needs (measured: bench/pipeline_speed.py). Outputs are the same either way.
+            # Idle pool threads sleep instead of spinning: other work (decoding, thumbnails,
+            # a video's decoding thread) runs beside the model, and a spinning pool takes the
+            # core it needs (measured: bench/pipeline_speed.py). Outputs are the same either way.
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self._session = ort.InferenceSession(
                 load_weights(), sess_options=options, providers=["CPUExecutionProvider"]

@@ -2,19 +2,21 @@
 
 The stage follows the shared queue discipline (app/services/work_queue.py): short
 transactions to claim and to store, a lease renewed while a batch is worked on, failures
-recorded per item. With no transaction open the images go through a two-thread pipeline
-(app/services/detect_flow.py): the model runs on this thread while a helper thread decodes
-the next images and measures, thumbnails and crops the faces of the previous ones. The
-pipeline runs across batches: the next batch is claimed when the pipeline reads past the
-current one, and a batch is stored (its new faces reconciled with the stored ones,
-app/pipeline/reconcile.py) as soon as all its items are through, so the model does not
-wait for a batch's tail and its store before the next one starts. Old thumbnail files
-are deleted after the commit. Each step is timed.
+recorded per item. With no transaction open the images go through lanes
+(app/services/detect_flow.py): threads that each take one image through decoding, the
+detector and the pixel work (blur, quality, thumbnails, embedding crops), side by side.
+The lanes run across batches: the next batch is claimed when they read past the current
+one, and a batch is stored (its new faces reconciled with the stored ones,
+app/pipeline/reconcile.py) as soon as all its items are through, so no lane waits for a
+batch's tail and its store. Old thumbnail files are deleted after the commit. Each step
+is timed.
 """
 from __future__ import annotations
 
 import logging
+import os
 import re
+import threading
 import time
 from collections import deque
 from contextlib import closing
@@ -35,7 +37,6 @@ from app.pipeline.analyze import (
     FoundFace,
     describe_faces,
     detect_prepared,
-    detect_prepared_many,
     detection_input,
 )
 from app.pipeline.decode import DecodeError, Decoded, load, load_rgb
@@ -58,18 +59,23 @@ from app.types import Box, DetectedFace
 
 log = logging.getLogger("app.detection")
 
-# Images given to the detector in one call (grouped by size inside it): on the dev set's
-# photos (mostly 250 x 250), 8 at a time run about 1.1-1.3 times as many images per second
-# as one at a time (bench/pipeline_speed.py). Only images the detector sees at up to
-# BATCH_MAX_PIXELS go together: camera photos (1024 px on their longest side) gain
-# nothing from it and would hold 8 times the model's memory.
-MODEL_BATCH = 8
-BATCH_MAX_PIXELS = 640 * 640
+MAX_LANES = 8
 
 
-def batchable(small: np.ndarray) -> bool:
-    """Whether an image as the detector sees it goes through it with others (MODEL_BATCH)."""
-    return small.shape[0] * small.shape[1] <= BATCH_MAX_PIXELS
+def lanes_for(settings: Settings) -> int:
+    """How many images the detection stage works on side by side (app/services/detect_flow.py):
+    one per core the process may use, or cores / MODEL_THREADS when that is set; at
+    least two, so that decoding always overlaps the model."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(2, min(MAX_LANES, cores // max(1, settings.model_threads)))
+
+
+def lane_detector(detector: Detector, settings: Settings) -> Detector:
+    """The detector the lanes call: the same weights on a session with MODEL_THREADS threads
+    (one by default), as the lanes already use every core; the given detector itself when
+    its backend has no such choice."""
+    with_threads = getattr(detector, "with_threads", None)
+    return with_threads(settings.model_threads or 1) if with_threads is not None else detector
 
 
 @dataclass
@@ -192,7 +198,9 @@ class DetectionStage:
 
     def __init__(self, detector: Detector, settings: Settings, encoder: FaceEncoder | None = None,
                  stop: StopFlag | None = None):
-        self.detector = detector
+        self.detector = detector  # for videos: one at a time per lane, all its threads
+        self.lanes = lanes_for(settings)
+        self.lane_detector = lane_detector(detector, settings)  # for photos
         self.stop = stop  # a video checks it between frames
         # With an encoder (--all, --automate), faces are embedded from the image already
         # decoded here, which saves the embedding stage a second decode.
@@ -203,12 +211,13 @@ class DetectionStage:
         self.device_pattern = re.compile(settings.device_id_pattern) if settings.device_id_pattern else None
         self.paths: dict[int, str] = {}
         self.obsolete: dict[int, list[str | None]] = {}  # item id -> files to delete once committed
-        # step -> seconds; each step runs on one thread only (model steps on the caller's,
-        # pixel and file steps on the helper's), so no two threads update one key
-        self.timings: dict[str, float] = {}
+        self.timings: dict[str, float] = {}  # step -> seconds, summed over the lanes
+        self._lock = threading.Lock()  # the lanes share the timings and the video encoder
 
     def _time(self, step: str, since: float) -> None:
-        self.timings[step] = self.timings.get(step, 0.0) + time.perf_counter() - since
+        seconds = time.perf_counter() - since
+        with self._lock:
+            self.timings[step] = self.timings.get(step, 0.0) + seconds
 
     def describe(self, item_id: int) -> str:
         return f"item {item_id} ({self.paths.get(item_id, '?')})"
@@ -238,8 +247,8 @@ class DetectionStage:
     # --- the three steps of app/services/detect_flow.py ---------------------------------
 
     def prepare(self, item: media_repo.ClaimedItem) -> Ready | Problem | None:
-        """Helper thread: decode (JPEGs at the smallest scale still at least as large as
-        detection uses) and shrink for the detector. None for a video: the model step
+        """A lane: decode (JPEGs at the smallest scale still at least as large as detection
+        uses) and shrink for the detector. None for a video: the model step
         does all of it (`_video`)."""
         if is_video(item.file_path):
             return None
@@ -254,44 +263,26 @@ class DetectionStage:
 
     def model(self, items: list[media_repo.ClaimedItem], readies: list[Ready | None]
               ) -> list[list[DetectedFace] | ItemResult | Problem | None]:
-        """Caller's thread: only the models. Small images go through the detector several
-        at once (one call over up to MODEL_BATCH, see there), larger ones one per call;
-        when a call over several fails, they are retried one by one, so that one image's
-        failure is its own. A video is done whole here (None when a stop came halfway)."""
-        started = time.perf_counter()
-        out: list = [None] * len(items)
-        small = [i for i, r in enumerate(readies) if r is not None and batchable(r.small)]
-        try:
-            if len(small) > 1:
-                try:
-                    found = detect_prepared_many([readies[i].small for i in small], [readies[i].scale for i in small],
-                                                 self.detector, self.opts)
-                    for i, f in zip(small, found):
-                        out[i] = f
-                except Exception:  # noqa: BLE001 - retried one by one below, where it is reported
-                    pass
-            for i, (item, ready) in enumerate(zip(items, readies)):
-                if out[i] is None and ready is not None:
-                    out[i] = self._model_one(item, ready)
-        finally:
-            self._time("detect", started)
-        for i, (item, ready) in enumerate(zip(items, readies)):
+        """A lane: the detector on each photo; a video is done whole here (None when a
+        stop came halfway)."""
+        out: list = []
+        for item, ready in zip(items, readies):
+            started = time.perf_counter()
             if ready is None:
-                started = time.perf_counter()
-                out[i] = self._video(item, self.stop)
+                out.append(self._video(item, self.stop))
                 self._time("video", started)
+                continue
+            try:
+                out.append(detect_prepared(ready.small, ready.scale, self.lane_detector, self.opts))
+            except Exception as exc:
+                out.append(self._failed(item, exc))
+            finally:
+                self._time("detect", started)
         return out
-
-    def _model_one(self, item: media_repo.ClaimedItem, ready: Ready) -> list[DetectedFace] | Problem:
-        try:
-            return detect_prepared(ready.small, ready.scale, self.detector, self.opts)
-        except Exception as exc:
-            return self._failed(item, exc)
 
     def finish(self, item: media_repo.ClaimedItem, ready: Ready | None, faces: list[DetectedFace] | ItemResult | None
                ) -> ItemResult | Problem | None:
-        """Helper thread: blur, quality, thumbnails (written to their files), embedding
-        crops. A video's outcome (`ready` None) is complete already."""
+        """A lane: blur, quality, thumbnails (written to their files), embedding crops. A video's outcome (`ready` None) is complete already."""
         if ready is None:
             return faces
         decoded = ready.decoded
@@ -343,12 +334,13 @@ class DetectionStage:
     # --- videos ----------------------------------------------------------------------------
     def _video_encoder(self) -> FaceEncoder:
         """Tracks need vectors, so a video's faces are always embedded here (`--db` too)."""
-        if self.video_encoder is None:
-            from app.inference.registry import make_encoder
+        with self._lock:
+            if self.video_encoder is None:
+                from app.inference.registry import make_encoder
 
-            s = self.settings
-            self.video_encoder = make_encoder(s.embedder, s.facenet, s.model_threads, s.embed_batch_size,
-                                              s.embed_crop_margin, s.embed_flip)
+                s = self.settings
+                self.video_encoder = make_encoder(s.embedder, s.facenet, s.model_threads, s.embed_batch_size,
+                                                  s.embed_crop_margin, s.embed_flip)
         self.video_encoder.load()  # once; later calls return at once
         return self.video_encoder
 
@@ -534,7 +526,7 @@ class _Batches:
         last claim: the caller runs again until nothing was claimed."""
         opened = self.opened
         try:
-            for item, outcome in detect_flow.stream(self.items(), self.stage, self.stop, batch=MODEL_BATCH):
+            for item, outcome in detect_flow.stream(self.items(), self.stage, self.stop, self.stage.lanes):
                 batch = next(b for b in opened if item.item_id in b.waiting)
                 batch.waiting.discard(item.item_id)
                 if isinstance(outcome, Problem):
@@ -576,6 +568,7 @@ def detect_pending(sessions: sessionmaker[Session], detector: Detector, settings
     total = DetectReport()
     detector.load()
     stage = DetectionStage(detector, settings, encoder, stop)
+    stage.lane_detector.load()
     work_queue.start(sessions, stage.queue, settings, log)
     started = time.perf_counter()
     with work_queue.handing_back_on_error(sessions, stage.queue, settings, log):

@@ -1,32 +1,38 @@
-"""The detection stage's work step as a two-thread pipeline: the model on the caller's
-thread, everything else on one helper thread.
+"""The detection stage's work step: lanes, each taking one image through all its steps.
 
-Per image the helper first *prepares* (decodes the file, shrinks it for the detector)
-and, once the model has run, *finishes* (blur, quality, thumbnails written, embedding
-crops). onnxruntime and Pillow release the GIL, so the helper's work overlaps the model's
-instead of adding to it. The model takes up to `batch` prepared images per call (one
-inference over several images costs less than one each). The helper takes its tasks in
-the order given (one thread), so the outcomes come back in the items' order, and memory
-stays bounded: at most `depth + batch` prepared images wait for the model and at most
-`depth + 2 * batch` wait to be finished.
+Per image a lane *prepares* (decodes the file, shrinks it for the detector), runs the
+*model*, and *finishes* (blur, quality, thumbnails written, embedding crops). `lanes`
+threads do this side by side, each on its own image, with a single-threaded detector
+session each (app/services/detect.py chooses): onnxruntime, Pillow and NumPy release the
+GIL, so the lanes keep every core busy with no core waiting for another. The earlier
+design (the model on two intra-op threads, one helper thread for everything else) let
+the helper's work stall the model's threads, which must meet after every layer, and
+decoded one camera photo at a time (bench/pipeline_speed.py on two cores: `--db` over
+600 dev photos 3.4 s -> 3.1-3.3 s; over 20 camera JPEGs 2.2 s -> 1.7 s).
+
+Items are read on the caller's thread, only as far as `ahead` beyond the oldest one not
+yet given back, so the caller may claim work from a queue as it goes; outcomes come back
+in the items' order. Only the images the lanes are working on are decoded at a time
+(`lanes` of them).
 """
 from __future__ import annotations
 
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Iterator, Protocol, TypeVar
 
 from app.services.work_queue import Problem
 from app.stopping import StopFlag
 
 I = TypeVar("I", contravariant=True)  # an item  # noqa: E741
-P = TypeVar("P")  # what the helper prepared for the model
+P = TypeVar("P")  # what was prepared for the model
 M = TypeVar("M")  # what the model found
 O = TypeVar("O", covariant=True)  # the item's outcome  # noqa: E741
 
 
 class Steps(Protocol[I, P, M, O]):
-    """The three steps; each returns a Problem instead of raising for a failure of its item."""
+    """The three steps; each returns a Problem instead of raising for a failure of its item.
+    They run on the lanes' threads, several items at a time."""
 
     def prepare(self, item: I) -> P | Problem: ...
 
@@ -35,64 +41,55 @@ class Steps(Protocol[I, P, M, O]):
     def finish(self, item: I, prepared: P, found: M) -> O | Problem: ...
 
 
-def _done(value) -> Future:
-    f: Future = Future()
-    f.set_result(value)
-    return f
+def _through(steps: Steps, item, stop: StopFlag | None):
+    """One item through its three steps on a lane. None when a stop request came before
+    the model saw it (the caller hands it back)."""
+    prepared = steps.prepare(item)
+    if isinstance(prepared, Problem):
+        return prepared
+    if stop is not None and stop.is_set():
+        return None
+    found = steps.model([item], [prepared])[0]
+    if isinstance(found, Problem):
+        return found
+    return steps.finish(item, prepared, found)
 
 
-def run(items: list[I], steps: Steps, stop: StopFlag | None, depth: int = 2, batch: int = 1) -> list:
+def run(items: list[I], steps: Steps, stop: StopFlag | None, lanes: int = 2, ahead: int | None = None) -> list:
     """Outcomes (O or Problem) of the items processed, in order. On a stop request the
-    items not yet given to the model are left out (the caller hands them back); those
-    already past it are finished first, which takes a few images' worth of pixel work."""
-    return [outcome for _, outcome in stream(items, steps, stop, depth, batch)]
+    items the model has not seen are left out (the caller hands them back); those past it
+    are finished first, which takes a few images' worth of pixel work."""
+    return [outcome for _, outcome in stream(items, steps, stop, lanes, ahead) if outcome is not None]
 
 
-def stream(items: Iterable[I], steps: Steps, stop: StopFlag | None, depth: int = 2,
-           batch: int = 1) -> Iterator[tuple[I, object]]:
-    """As `run`, as a generator of (item, outcome) in the items' order, each yielded as
-    soon as it and those before it are finished (checked after every model call). `items`
-    is read on the caller's thread, only as far as the pipeline needs (`depth + batch`
-    ahead), so it may claim more work from a queue as it goes: the model never waits for
-    the tail of one batch to be finished and stored before the next batch starts."""
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detect-helper")
-    ahead: deque = deque()
-    finishing: deque = deque()  # (item, future of its outcome), in order
+def stream(items: Iterable[I], steps: Steps, stop: StopFlag | None, lanes: int = 2,
+           ahead: int | None = None) -> Iterator[tuple[I, object]]:
+    """As `run`, as a generator of (item, outcome) in the items' order, each given back as
+    soon as it and those before it are done; the outcome is None for an item left out by
+    a stop request. `items` is read on the caller's thread, at most `ahead` (default four
+    per lane) beyond the oldest item not given back yet, so the lanes go on while the
+    caller stores what it was given."""
+    ahead = ahead or 4 * lanes
+    pool = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="detect-lane")
+    pending: deque = deque()  # (item, future of its outcome), in order
     upcoming = iter(items)
-
-    def prepare_next() -> None:
-        item = next(upcoming, None)
-        if item is not None:
-            ahead.append((item, pool.submit(steps.prepare, item)))
-
     try:
-        for _ in range(depth + batch):
-            prepare_next()
-        while ahead:
-            if stop is not None and stop.is_set():
-                break
-            group: list = []  # (item, prepared or its Problem), in order
-            while ahead and sum(not isinstance(p, Problem) for _, p in group) < batch:
-                item, future = ahead.popleft()
-                prepare_next()
-                group.append((item, future.result()))
-            ready = [(item, p) for item, p in group if not isinstance(p, Problem)]
-            found = iter(steps.model([item for item, _ in ready], [p for _, p in ready]) if ready else [])
-            for item, prepared in group:
-                if isinstance(prepared, Problem):
-                    finishing.append((item, _done(prepared)))
-                    continue
-                f = next(found)
-                finishing.append((item, _done(f) if isinstance(f, Problem)
-                                  else pool.submit(steps.finish, item, prepared, f)))
-            del group, ready, found  # the helper holds the images until it has finished with them
-            while finishing and finishing[0][1].done():
-                item, future = finishing.popleft()
-                yield item, future.result()
-        while finishing:
-            item, future = finishing.popleft()
+        while not (stop is not None and stop.is_set()):
+            while len(pending) < ahead:
+                item = next(upcoming, None)
+                if item is None:
+                    break
+                pending.append((item, pool.submit(_through, steps, item, stop)))
+            if not pending:
+                return
+            item, future = pending.popleft()
             yield item, future.result()
+        for _, future in pending:  # stopped: what no lane has started is left out
+            future.cancel()
+        while pending:
+            item, future = pending.popleft()
+            yield item, None if future.cancelled() else future.result()
     finally:
-        for _, future in ahead:  # not started: dropped (an exception, a stop request)
+        for _, future in pending:  # an exception: nothing more is started
             future.cancel()
         pool.shutdown(wait=True)

@@ -1,6 +1,8 @@
-"""The detection stage's two-thread pipeline (app/services/detect_flow.py): outcomes in
-order, failures per item, bounded images in flight, a stop request, helper-thread steps."""
+"""The detection stage's lanes (app/services/detect_flow.py): outcomes in order, failures
+per item, lanes side by side, bounded images in flight, items read only as needed, a stop
+request, an exception."""
 import threading
+import time
 
 import pytest
 
@@ -52,46 +54,83 @@ class Steps:
         return (item, prepared, found)
 
 
-@pytest.mark.parametrize("batch", [1, 4])
-def test_outcomes_come_back_in_order_with_failures_per_item(batch):
+@pytest.mark.parametrize("lanes", [1, 3])
+def test_outcomes_come_back_in_order_with_failures_per_item(lanes):
     steps = Steps(fail_prepare={3}, fail_model={5})
-    out = detect_flow.run(list(range(10)), steps, None, batch=batch)
+    out = detect_flow.run(list(range(10)), steps, None, lanes=lanes)
     assert [o.id if isinstance(o, Problem) else o[0] for o in out] == list(range(10))
     assert out[3] == Problem(3, "cannot decode") and out[5] == Problem(5, "model failed")
     assert out[0] == (0, "image 0", [0]) and out[9] == (9, "image 9", [90])
-    # the model sees the decoded images in order, `batch` at a time (what failed to decode left out)
-    assert [i for c in steps.calls for i in c] == [i for i in range(10) if i != 3]
-    assert all(len(c) <= batch for c in steps.calls) and len(steps.calls[0]) == batch
+    # the model sees each decoded image once, one per call (what failed to decode left out)
+    assert sorted(i for c in steps.calls for i in c) == [i for i in range(10) if i != 3]
+    assert all(len(c) == 1 for c in steps.calls)
 
 
-def test_model_runs_on_the_callers_thread_and_the_rest_on_one_helper():
+def test_lanes_work_side_by_side_off_the_callers_thread():
+    class Slow(Steps):
+        def __init__(self):
+            super().__init__()
+            self.busy = self.most_busy = 0
+
+        def model(self, items, prepared):
+            with self.lock:
+                self.busy += 1
+                self.most_busy = max(self.most_busy, self.busy)
+            time.sleep(0.01)
+            with self.lock:
+                self.busy -= 1
+            return super().model(items, prepared)
+
+    steps = Slow()
+    detect_flow.run(list(range(20)), steps, None, lanes=2)
+    assert threading.get_ident() not in steps.model_threads | steps.helper_threads
+    assert len(steps.model_threads) == 2 and steps.most_busy == 2
+
+
+@pytest.mark.parametrize("lanes,ahead", [(1, 1), (2, 2), (2, 8), (4, None)])
+def test_images_in_flight_stay_bounded_and_items_are_read_as_needed(lanes, ahead):
     steps = Steps()
-    detect_flow.run(list(range(20)), steps, None)
-    assert steps.model_threads == {threading.get_ident()}
-    assert len(steps.helper_threads) == 1 and threading.get_ident() not in steps.helper_threads
+    read = []
 
+    def items():
+        for i in range(200):
+            read.append(i)
+            yield i
 
-@pytest.mark.parametrize("depth,batch", [(1, 1), (2, 1), (4, 1), (2, 8)])
-def test_images_in_flight_stay_bounded(depth, batch):
-    steps = Steps()
-    detect_flow.run(list(range(200)), steps, None, depth=depth, batch=batch)
-    assert steps.most_alive <= 2 * depth + 3 * batch
+    for k, (item, _) in enumerate(detect_flow.stream(items(), steps, None, lanes=lanes, ahead=ahead)):
+        assert item == k and len(read) <= k + (ahead or 4 * lanes)
+    assert steps.most_alive <= lanes
 
 
 def test_a_stop_leaves_out_what_the_model_has_not_seen():
     stop = StopFlag()
     steps = Steps(stop_after=4, stop=stop)
-    out = detect_flow.run(list(range(50)), steps, stop)
-    assert [o[0] for o in out] == [0, 1, 2, 3]  # finished, in order; the rest is handed back
-    assert steps.modelled == [0, 1, 2, 3]
+    out = detect_flow.run(list(range(50)), steps, stop, lanes=2)
+    # finished, in order: what the model saw (the other lane may have had one more in it);
+    # the rest is left out, to be handed back
+    assert [o[0] for o in out] == sorted(steps.modelled)
+    assert 4 <= len(steps.modelled) <= 5 and max(steps.modelled) <= 5
 
 
-def test_an_exception_on_the_model_thread_propagates_and_stops_the_helper():
+def test_an_exception_in_a_lane_propagates_and_stops_the_lanes():
     class Boom(Steps):
         def model(self, items, prepared):
             if 2 in items:
                 raise KeyboardInterrupt
             return super().model(items, prepared)
 
+    steps = Boom()
     with pytest.raises(KeyboardInterrupt):
-        detect_flow.run(list(range(30)), Boom(), None)
+        detect_flow.run(list(range(30)), steps, None)
+    assert len(steps.modelled) < 30
+
+
+@pytest.mark.parametrize("cores,threads,lanes", [(1, 0, 2), (2, 0, 2), (6, 0, 6), (64, 0, 8), (8, 2, 4), (2, 2, 2)])
+def test_one_lane_per_core_or_per_model_threads_at_least_two(monkeypatch, cores, threads, lanes):
+    from dataclasses import replace
+
+    from app.config import load_settings
+    from app.services import detect
+
+    monkeypatch.setattr(detect.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    assert detect.lanes_for(replace(load_settings({}, env_file=None), model_threads=threads)) == lanes
