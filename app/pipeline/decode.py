@@ -105,7 +105,9 @@ def load(path: Path, max_pixels: int, at_least: int | None = None,
                 if at_least and img.format == "JPEG" and max(w, h) >= 2 * at_least:
                     img.draft("RGB", (max(1, w * at_least // max(w, h)), max(1, h * at_least // max(w, h))))
                 img.load()
-                rgb = to_rgb_array(ImageOps.exif_transpose(img) if exif is not None else img)
+                if exif is not None:  # in place: no copy of the pixels when upright already
+                    ImageOps.exif_transpose(img, in_place=True)
+                rgb = to_rgb_array(img)
                 return Decoded(rgb, ow, oh, meta)
     except DecodeError:
         raise

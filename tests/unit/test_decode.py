@@ -2,9 +2,9 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
-from app.pipeline.decode import DecodeError, load_rgb
+from app.pipeline.decode import DecodeError, load, load_rgb
 
 LIMIT = 50_000_000
 
@@ -81,3 +81,23 @@ def test_decompression_bomb_is_refused(tmp_path):
     path = _save(Image.new("1", (20000, 20000)), tmp_path / "huge.png")  # 400 MP
     with pytest.raises(DecodeError, match="too large"):
         load_rgb(path, LIMIT)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("at_least", [None, 200])
+def test_every_exif_orientation_gives_the_upright_pixels(tmp_path, orientation, at_least):
+    rng = np.random.default_rng(orientation)
+    # blocks of 8 px survive JPEG well enough to compare, and 400x240 can be decoded at 1/2
+    img = Image.fromarray(np.kron(rng.integers(0, 256, (30, 50, 3), dtype=np.uint8),
+                                  np.ones((8, 8, 1), np.uint8)))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "a.jpg"
+    img.save(path, exif=exif, quality=95)
+    with Image.open(path) as reference:
+        if at_least:
+            reference.draft("RGB", (200, 120))
+        upright = np.asarray(ImageOps.exif_transpose(reference).convert("RGB"))
+    decoded = load(path, LIMIT, at_least)
+    assert np.array_equal(decoded.rgb, upright)
+    assert (decoded.width, decoded.height) == ((240, 400) if orientation >= 5 else (400, 240))
