@@ -123,12 +123,16 @@ class MobileNetRetinaFace:
         self._session = None
         self._input = ""
         self._lock = threading.Lock()
+        self._others: dict[int, MobileNetRetinaFace] = {}  # with_threads, made once each
 
     def with_threads(self, threads: int) -> "MobileNetRetinaFace":
         """The same detector on a session of its own with `threads` intra-op threads (this
         one when it has them): the detection stage's lanes each run a one-thread session
         side by side (app/services/detect_flow.py)."""
-        return self if threads == self._threads else MobileNetRetinaFace(threads)
+        if threads == self._threads:
+            return self
+        with self._lock:
+            return self._others.setdefault(threads, MobileNetRetinaFace(threads))
 
     def load(self) -> None:
         with self._lock:

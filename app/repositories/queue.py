@@ -138,6 +138,12 @@ def claim(session: Session, q: Queue, worker: str, limit: int, now: datetime, le
     return sorted((Claim(r[0], r[1], False) for r in rows), key=lambda c: c.id)
 
 
+def suspect_waiting(session: Session, q: Queue, now: datetime, max_attempts: int) -> bool:
+    """Whether a row whose worker died while holding it can be claimed (as a suspect)."""
+    eligible = and_(q.open, q.attempts < max_attempts, _abandoned(q, now))
+    return session.scalar(select(q.id).where(eligible).limit(1)) is not None
+
+
 def held_by(session: Session, q: Queue, ids: Sequence[int], worker: str) -> set[int]:
     """Which of these rows this worker still holds, locked until the caller commits (a row
     whose lease ran out may have been taken by another worker meanwhile)."""

@@ -19,7 +19,7 @@ import re
 import threading
 import time
 from collections import deque
-from contextlib import closing
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -73,7 +73,7 @@ def lanes_for(settings: Settings) -> int:
 def lane_detector(detector: Detector, settings: Settings) -> Detector:
     """The detector the lanes call: the same weights on a session with MODEL_THREADS threads
     (one by default), as the lanes already use every core; the given detector itself when
-    its backend has no such choice."""
+    its backend has no such choice (then one lane at a time calls it)."""
     with_threads = getattr(detector, "with_threads", None)
     return with_threads(settings.model_threads or 1) if with_threads is not None else detector
 
@@ -198,9 +198,13 @@ class DetectionStage:
 
     def __init__(self, detector: Detector, settings: Settings, encoder: FaceEncoder | None = None,
                  stop: StopFlag | None = None):
-        self.detector = detector  # for videos: one at a time per lane, all its threads
+        self.detector = detector  # for videos, one at a time, with all its threads
         self.lanes = lanes_for(settings)
         self.lane_detector = lane_detector(detector, settings)  # for photos
+        # A backend that cannot give each lane a session of its own is called by one lane
+        # at a time (decoding and pixel work still overlap it).
+        self._model_turn = threading.Lock() if self.lane_detector is detector else nullcontext()
+        self._video_turn = threading.Lock()  # a video takes all the models' threads and memory
         self.stop = stop  # a video checks it between frames
         # With an encoder (--all, --automate), faces are embedded from the image already
         # decoded here, which saves the embedding stage a second decode.
@@ -269,11 +273,13 @@ class DetectionStage:
         for item, ready in zip(items, readies):
             started = time.perf_counter()
             if ready is None:
-                out.append(self._video(item, self.stop))
+                with self._video_turn:
+                    out.append(self._video(item, self.stop))
                 self._time("video", started)
                 continue
             try:
-                out.append(detect_prepared(ready.small, ready.scale, self.lane_detector, self.opts))
+                with self._model_turn:
+                    out.append(detect_prepared(ready.small, ready.scale, self.lane_detector, self.opts))
             except Exception as exc:
                 out.append(self._failed(item, exc))
             finally:
@@ -477,11 +483,10 @@ def sweep_thumbnails(sessions: sessionmaker[Session], settings: Settings) -> thu
 
 @dataclass
 class _Open:
-    """A claimed batch on its way through the pipeline: the rows still without an outcome,
-    and the outcomes so far. Its lease is renewed until it is stored."""
+    """A claimed batch on its way through the lanes: the rows still without an outcome,
+    and the outcomes so far."""
 
     claimed: work_queue.Claimed
-    heartbeat: work_queue.Heartbeat | None
     started: float
     waiting: set[int]
     results: list[ItemResult] = field(default_factory=list)
@@ -489,19 +494,25 @@ class _Open:
 
 
 class _Batches:
-    """The items of batch after batch, each batch claimed (and its lease kept alive) only
-    when the pipeline reads past the previous one, so the model goes on from one batch to
-    the next while the previous one is finished and stored."""
+    """The items of batch after batch, each batch claimed only when the lanes read past
+    the previous one, so they go on from one batch to the next while the previous one is
+    finished and stored. One heartbeat renews the lease of every row claimed and not
+    stored yet.
+
+    A row whose worker died while holding it (a suspect) is tried alone: only the first
+    claim of a pass may take one, and nothing is claimed after it; when a later claim sees
+    a suspect waiting, the pass ends after that batch, so the next pass takes it. If the
+    database goes away at a claim, the batches not stored yet are lost (their rows are
+    handed back, their thumbnails swept later) and done again by the next run."""
 
     def __init__(self, sessions: sessionmaker[Session], stage: DetectionStage, settings: Settings,
                  stop: StopFlag | None):
         self.sessions, self.stage, self.settings, self.stop = sessions, stage, settings, stop
         self.opened: deque[_Open] = deque()  # claimed, not stored yet, in order
         self.claimed = 0  # batches claimed
+        self.heartbeat = work_queue.Heartbeat(sessions, stage.queue, [], settings, log)
 
     def items(self) -> Iterator[media_repo.ClaimedItem]:
-        """A row whose worker died while holding it (a suspect) is tried alone: only the
-        first claim of a run may take one, and nothing is claimed after it."""
         s = self.settings
         while not (self.stop is not None and self.stop.is_set()):
             claimed = work_queue.claim_batch(self.sessions, self.stage, s, s.detect_batch_size,
@@ -509,23 +520,19 @@ class _Batches:
             if claimed is None:
                 return
             self.claimed += 1
-            alone = bool(claimed.claims) and claimed.claims[0].charged
-            heartbeat = None
-            if claimed.claims:
-                heartbeat = work_queue.Heartbeat(self.sessions, self.stage.queue, [c.id for c in claimed.claims],
-                                                 s, log)
-                heartbeat.__enter__()
-            self.opened.append(_Open(claimed, heartbeat, time.perf_counter(), {c.id for c in claimed.claims}))
+            ids = [c.id for c in claimed.claims]
+            self.heartbeat.add(ids)
+            self.opened.append(_Open(claimed, time.perf_counter(), set(ids)))
             yield from claimed.items
-            if alone:
+            if (claimed.claims and claimed.claims[0].charged) or claimed.suspects_waiting:
                 return
 
     def run(self) -> Iterator[DetectReport]:
-        """Every claimable item through the pipeline; a report per batch stored. A failure
+        """Every claimable item through the lanes; a report per batch stored. A failure
         to be retried at once (RETRY_DELAY_SECONDS=0) may become claimable only after the
         last claim: the caller runs again until nothing was claimed."""
         opened = self.opened
-        try:
+        with self.heartbeat:
             for item, outcome in detect_flow.stream(self.items(), self.stage, self.stop, self.stage.lanes):
                 batch = next(b for b in opened if item.item_id in b.waiting)
                 batch.waiting.discard(item.item_id)
@@ -534,31 +541,25 @@ class _Batches:
                 elif outcome is not None:  # None: a video stopped halfway, handed back
                     batch.results.append(outcome)
                 while opened and not opened[0].waiting:
-                    yield _store_batch(self.sessions, self.stage, self.settings, opened.popleft())
+                    yield self._store(opened.popleft())
             while opened:  # stopped: what has an outcome is stored, the rest handed back
-                yield _store_batch(self.sessions, self.stage, self.settings, opened.popleft())
-        finally:
-            for batch in opened:  # an error: the rows go back by handing_back_on_error
-                if batch.heartbeat is not None:
-                    batch.heartbeat.__exit__(None, None, None)
+                yield self._store(opened.popleft())
 
-
-def _store_batch(sessions: sessionmaker[Session], stage: DetectionStage, settings: Settings,
-                 batch: _Open) -> DetectReport:
-    """A batch whose rows all have an outcome (or, after a stop, those that have one):
-    faces embedded when an encoder was given, then stored; the rest handed back."""
-    if batch.heartbeat is not None:
-        batch.heartbeat.__exit__(None, None, None)
-    stage.embed(batch.results)
-    stored = work_queue.finish_batch(sessions, stage, settings, batch.claimed, batch.results, batch.problems)
-    report = DetectReport(
-        faces=sum(len(r.faces) for r in stored.results), seconds=time.perf_counter() - batch.started,
-        embedded=sum(d.vectors is not None for r in stored.results for d in r.faces),
-        outcomes={**dict(stored.failures), **{r.item.item_id: None for r in stored.results}},
-    )
-    log.info("batch: %d images, %d faces, %d failed in %.1f s",
-             report.images, report.faces, report.failed, report.seconds)
-    return report
+    def _store(self, batch: _Open) -> DetectReport:
+        """A batch whose rows all have an outcome (or, after a stop, those that have one):
+        faces embedded when an encoder was given, then stored; the rest handed back."""
+        self.stage.embed(batch.results)  # while the lease is still renewed
+        self.heartbeat.remove(c.id for c in batch.claimed.claims)
+        stored = work_queue.finish_batch(self.sessions, self.stage, self.settings, batch.claimed,
+                                         batch.results, batch.problems)
+        report = DetectReport(
+            faces=sum(len(r.faces) for r in stored.results), seconds=time.perf_counter() - batch.started,
+            embedded=sum(d.vectors is not None for r in stored.results for d in r.faces),
+            outcomes={**dict(stored.failures), **{r.item.item_id: None for r in stored.results}},
+        )
+        log.info("batch: %d images, %d faces, %d failed in %.1f s",
+                 report.images, report.faces, report.failed, report.seconds)
+        return report
 
 
 def detect_pending(sessions: sessionmaker[Session], detector: Detector, settings: Settings,

@@ -16,7 +16,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Callable, Generic, Iterator, Protocol, Sequence, TypeVar
+from typing import Callable, Generic, Iterable, Iterator, Protocol, Sequence, TypeVar
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, PendingRollbackError
 from sqlalchemy.orm import Session, sessionmaker
@@ -67,18 +67,34 @@ def in_transaction(sessions: sessionmaker[Session], work: Callable[[Session], T]
 
 class Heartbeat:
     """Renews the lease of the claimed rows every third of LEASE_SECONDS while the work
-    runs, so a long item (a huge photo, a slow disk) is not taken by another worker."""
+    runs, so a long item (a huge photo, a slow disk) is not taken by another worker. Rows
+    may be added and removed while it runs (a stage that works on several batches at once
+    keeps one heartbeat for all of them)."""
 
     def __init__(self, sessions: sessionmaker[Session], q: Queue, ids: Sequence[int],
                  settings: Settings, log: logging.Logger):
-        self._args = (sessions, q, list(ids), settings, log)
+        self._args = (sessions, q, settings, log)
+        self._ids = set(ids)
+        self._ids_lock = threading.Lock()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"lease-{q.name}", daemon=True)
 
+    def add(self, ids: Iterable[int]) -> None:
+        with self._ids_lock:
+            self._ids.update(ids)
+
+    def remove(self, ids: Iterable[int]) -> None:
+        with self._ids_lock:
+            self._ids.difference_update(ids)
+
     def _run(self) -> None:
-        sessions, q, ids, settings, log = self._args
+        sessions, q, settings, log = self._args
         period = max(settings.lease_seconds / 3.0, 0.2)
         while not self._done.wait(period):
+            with self._ids_lock:
+                ids = sorted(self._ids)
+            if not ids:
+                continue
             until = utcnow() + timedelta(seconds=settings.lease_seconds)
             try:
                 in_transaction(sessions, lambda s: q_repo.extend(s, q, ids, settings.worker_id, until),
@@ -227,6 +243,7 @@ class Claimed(Generic[T]):
     claims: list[Claim]
     items: list[T]
     given_up: list[tuple[int, str]]
+    suspects_waiting: bool = False  # claimed with suspects=False while a suspect was claimable
 
 
 def claim_batch(sessions: sessionmaker[Session], stage: Stage, settings: Settings,
@@ -243,7 +260,8 @@ def claim_batch(sessions: sessionmaker[Session], stage: Stage, settings: Setting
                               now + timedelta(seconds=settings.lease_seconds), settings.max_attempts, suspects)
         if given_up:
             stage.fetch(session, [row_id for row_id, _ in given_up])  # to name them in the log
-        return Claimed(claims, stage.fetch(session, [c.id for c in claims]), given_up)
+        waiting = not suspects and q_repo.suspect_waiting(session, q, now, settings.max_attempts)
+        return Claimed(claims, stage.fetch(session, [c.id for c in claims]), given_up, waiting)
 
     claimed = in_transaction(sessions, claim, f"claiming {q.name} work", log)
     for row_id, reason in claimed.given_up:

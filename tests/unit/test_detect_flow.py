@@ -38,9 +38,10 @@ class Steps:
         return [self._one(item) for item in items]
 
     def _one(self, item):
-        self.modelled.append(item)
-        if self.stop_after is not None and len(self.modelled) == self.stop_after:
-            self.stop.set()
+        with self.lock:
+            self.modelled.append(item)
+            if self.stop_after is not None and len(self.modelled) == self.stop_after:
+                self.stop.set()
         if item in self.fail_model:
             with self.lock:
                 self.alive -= 1
