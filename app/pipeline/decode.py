@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,13 +65,15 @@ def _exif(img: Image.Image) -> tuple[Image.Exif | None, str | None]:
 def check_file(path: Path) -> None:
     """Raise the DecodeError of a path that is no readable file: missing (retried: it may be
     on its way), a broken link, not a regular file, empty (neither can change by waiting)."""
-    if not path.exists():
+    try:
+        st = path.stat()  # one call for the usual case: on a network share each one is a round trip
+    except OSError:
         if path.is_symlink():  # its target is missing, or the links loop
-            raise DecodeError(f"file not found: broken symbolic link (target missing or a loop): {path}")
-        raise DecodeError(f"file not found: {path}")
-    if not path.is_file():
+            raise DecodeError(f"file not found: broken symbolic link (target missing or a loop): {path}") from None
+        raise DecodeError(f"file not found: {path}") from None
+    if not stat.S_ISREG(st.st_mode):
         raise DecodeError(f"not a regular file: {path}", permanent=True)
-    if path.stat().st_size == 0:
+    if st.st_size == 0:
         raise DecodeError("empty file (0 bytes)", permanent=True)
 
 

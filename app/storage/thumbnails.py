@@ -33,12 +33,22 @@ def new_path(root: Path, media_file_id: int) -> Path:
     return folder_of(root, media_file_id) / f"{media_file_id}_{secrets.token_hex(8)}.jpg"
 
 
+_made: set[Path] = set()  # folders this process has made or found (one mkdir each, not one per file)
+
+
 def write(root: Path, media_file_id: int, jpeg: bytes) -> Path:
     """Write via a temporary file and rename, so a crash never leaves half a JPEG."""
     path = new_path(root, media_file_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(jpeg)
+    if path.parent not in _made:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _made.add(path.parent)
+    try:
+        tmp.write_bytes(jpeg)
+    except FileNotFoundError:  # the folder was removed since: made again
+        _made.discard(path.parent)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(jpeg)
     os.replace(tmp, path)
     return path
 

@@ -66,3 +66,13 @@ def test_sweep_cost_is_bounded_and_resumes_where_it_stopped(tmp_path):
     assert not any(tmp_path.rglob("*.jpg"))
     thumbnails.sweep(tmp_path, referenced, 0, max_files=5)  # round again from the start
     assert seen[4] == 0
+
+
+def test_a_folder_removed_after_a_write_is_made_again(tmp_path):
+    import shutil
+
+    first = thumbnails.write(tmp_path, 5, b"jpeg one")
+    shutil.rmtree(first.parent)  # e.g. a user cleaning up, while the worker runs
+    second = thumbnails.write(tmp_path, 7, b"jpeg two")
+    assert second.read_bytes() == b"jpeg two" and second.parent == first.parent
+    assert not list(second.parent.glob(".*.tmp"))
