@@ -265,30 +265,28 @@ class DetectionStage:
         finally:
             self._time("decode", started)
 
-    def model(self, items: list[media_repo.ClaimedItem], readies: list[Ready | None]
-              ) -> list[list[DetectedFace] | ItemResult | Problem | None]:
-        """A lane: the detector on each photo; a video is done whole here (None when a
-        stop came halfway)."""
-        out: list = []
-        for item, ready in zip(items, readies):
-            started = time.perf_counter()
-            if ready is None:
-                with self._video_turn:
-                    out.append(self._video(item, self.stop))
-                self._time("video", started)
-                continue
-            try:
-                with self._model_turn:
-                    out.append(detect_prepared(ready.small, ready.scale, self.lane_detector, self.opts))
-            except Exception as exc:
-                out.append(self._failed(item, exc))
-            finally:
-                self._time("detect", started)
-        return out
+    def model(self, item: media_repo.ClaimedItem, ready: Ready | None
+              ) -> list[DetectedFace] | ItemResult | Problem | None:
+        """A lane: the detector on a photo; a video is done whole here (None when a stop
+        came halfway)."""
+        started = time.perf_counter()
+        if ready is None:
+            with self._video_turn:
+                outcome = self._video(item, self.stop)
+            self._time("video", started)
+            return outcome
+        try:
+            with self._model_turn:
+                return detect_prepared(ready.small, ready.scale, self.lane_detector, self.opts)
+        except Exception as exc:
+            return self._failed(item, exc)
+        finally:
+            self._time("detect", started)
 
     def finish(self, item: media_repo.ClaimedItem, ready: Ready | None, faces: list[DetectedFace] | ItemResult | None
                ) -> ItemResult | Problem | None:
-        """A lane: blur, quality, thumbnails (written to their files), embedding crops. A video's outcome (`ready` None) is complete already."""
+        """A lane: blur, quality, thumbnails (written to their files), embedding crops. A
+        video's outcome (`ready` None) is complete already."""
         if ready is None:
             return faces
         decoded = ready.decoded

@@ -31,12 +31,12 @@ O = TypeVar("O", covariant=True)  # the item's outcome  # noqa: E741
 
 
 class Steps(Protocol[I, P, M, O]):
-    """The three steps; each returns a Problem instead of raising for a failure of its item.
-    They run on the lanes' threads, several items at a time."""
+    """The three steps, each on one item; each returns a Problem instead of raising for a
+    failure of its item. They run on the lanes' threads, several items at a time."""
 
     def prepare(self, item: I) -> P | Problem: ...
 
-    def model(self, items: list[I], prepared: list[P]) -> list[M | Problem]: ...
+    def model(self, item: I, prepared: P) -> M | Problem: ...
 
     def finish(self, item: I, prepared: P, found: M) -> O | Problem: ...
 
@@ -49,26 +49,19 @@ def _through(steps: Steps, item, stop: StopFlag | None):
         return prepared
     if stop is not None and stop.is_set():
         return None
-    found = steps.model([item], [prepared])[0]
+    found = steps.model(item, prepared)
     if isinstance(found, Problem):
         return found
     return steps.finish(item, prepared, found)
 
 
-def run(items: list[I], steps: Steps, stop: StopFlag | None, lanes: int = 2, ahead: int | None = None) -> list:
-    """Outcomes (O or Problem) of the items processed, in order. On a stop request the
-    items the model has not seen are left out (the caller hands them back); those past it
-    are finished first, which takes a few images' worth of pixel work."""
-    return [outcome for _, outcome in stream(items, steps, stop, lanes, ahead) if outcome is not None]
-
-
 def stream(items: Iterable[I], steps: Steps, stop: StopFlag | None, lanes: int = 2,
            ahead: int | None = None) -> Iterator[tuple[I, object]]:
-    """As `run`, as a generator of (item, outcome) in the items' order, each given back as
-    soon as it and those before it are done; the outcome is None for an item left out by
-    a stop request. `items` is read on the caller's thread, at most `ahead` (default four
-    per lane) beyond the oldest item not given back yet, so the lanes go on while the
-    caller stores what it was given."""
+    """(item, outcome) in the items' order, each given back as soon as it and those before
+    it are done: O or a Problem, or None for an item left out by a stop request (the
+    caller hands it back; items past the model are finished first). `items` is read on
+    the caller's thread, at most `ahead` (default four per lane) beyond the oldest item
+    not given back yet, so the lanes go on while the caller stores what it was given."""
     ahead = ahead or 4 * lanes
     pool = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="detect-lane")
     pending: deque = deque()  # (item, future of its outcome), in order

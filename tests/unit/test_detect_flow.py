@@ -32,10 +32,10 @@ class Steps:
             self.most_alive = max(self.most_alive, self.alive)
         return f"image {item}"
 
-    def model(self, items, prepared):
+    def model(self, item, prepared):
         self.model_threads.add(threading.get_ident())
-        self.calls.append(list(items))
-        return [self._one(item) for item in items]
+        self.calls.append(item)
+        return self._one(item)
 
     def _one(self, item):
         with self.lock:
@@ -55,16 +55,21 @@ class Steps:
         return (item, prepared, found)
 
 
+def run(items, steps, stop, lanes=2):
+    """The outcomes of the items the lanes processed, in order (those left out by a stop
+    request dropped)."""
+    return [o for _, o in detect_flow.stream(items, steps, stop, lanes) if o is not None]
+
+
 @pytest.mark.parametrize("lanes", [1, 3])
 def test_outcomes_come_back_in_order_with_failures_per_item(lanes):
     steps = Steps(fail_prepare={3}, fail_model={5})
-    out = detect_flow.run(list(range(10)), steps, None, lanes=lanes)
+    out = run(list(range(10)), steps, None, lanes=lanes)
     assert [o.id if isinstance(o, Problem) else o[0] for o in out] == list(range(10))
     assert out[3] == Problem(3, "cannot decode") and out[5] == Problem(5, "model failed")
     assert out[0] == (0, "image 0", [0]) and out[9] == (9, "image 9", [90])
-    # the model sees each decoded image once, one per call (what failed to decode left out)
-    assert sorted(i for c in steps.calls for i in c) == [i for i in range(10) if i != 3]
-    assert all(len(c) == 1 for c in steps.calls)
+    # the model sees each decoded image once (what failed to decode left out)
+    assert sorted(steps.calls) == [i for i in range(10) if i != 3]
 
 
 def test_lanes_work_side_by_side_off_the_callers_thread():
@@ -73,17 +78,17 @@ def test_lanes_work_side_by_side_off_the_callers_thread():
             super().__init__()
             self.busy = self.most_busy = 0
 
-        def model(self, items, prepared):
+        def model(self, item, prepared):
             with self.lock:
                 self.busy += 1
                 self.most_busy = max(self.most_busy, self.busy)
             time.sleep(0.01)
             with self.lock:
                 self.busy -= 1
-            return super().model(items, prepared)
+            return super().model(item, prepared)
 
     steps = Slow()
-    detect_flow.run(list(range(20)), steps, None, lanes=2)
+    run(list(range(20)), steps, None, lanes=2)
     assert threading.get_ident() not in steps.model_threads | steps.helper_threads
     assert len(steps.model_threads) == 2 and steps.most_busy == 2
 
@@ -106,7 +111,7 @@ def test_images_in_flight_stay_bounded_and_items_are_read_as_needed(lanes, ahead
 def test_a_stop_leaves_out_what_the_model_has_not_seen():
     stop = StopFlag()
     steps = Steps(stop_after=4, stop=stop)
-    out = detect_flow.run(list(range(50)), steps, stop, lanes=2)
+    out = run(list(range(50)), steps, stop, lanes=2)
     # finished, in order: what the model saw (the other lane may have had one more in it);
     # the rest is left out, to be handed back
     assert [o[0] for o in out] == sorted(steps.modelled)
@@ -115,14 +120,14 @@ def test_a_stop_leaves_out_what_the_model_has_not_seen():
 
 def test_an_exception_in_a_lane_propagates_and_stops_the_lanes():
     class Boom(Steps):
-        def model(self, items, prepared):
-            if 2 in items:
+        def model(self, item, prepared):
+            if item == 2:
                 raise KeyboardInterrupt
-            return super().model(items, prepared)
+            return super().model(item, prepared)
 
     steps = Boom()
     with pytest.raises(KeyboardInterrupt):
-        detect_flow.run(list(range(30)), steps, None)
+        run(list(range(30)), steps, None)
     assert len(steps.modelled) < 30
 
 
