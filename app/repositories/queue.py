@@ -112,6 +112,11 @@ def give_up_abandoned(session: Session, q: Queue, now: datetime, max_attempts: i
     return out
 
 
+def _suspect(q: Queue, now: datetime, max_attempts: int):
+    """A row still open, with attempts left, whose worker died while holding it."""
+    return and_(q.open, q.attempts < max_attempts, _abandoned(q, now))
+
+
 def _claim(session: Session, q: Queue, condition, limit: int, values: dict) -> list:
     ids = (
         select(q.id).where(condition).order_by(*q.order).limit(limit)
@@ -129,7 +134,7 @@ def claim(session: Session, q: Queue, worker: str, limit: int, now: datetime, le
     not take a suspect, which is to be tried with nothing else beside it."""
     eligible = and_(q.open, q.attempts < max_attempts)
     held = {q.locked_by.name: worker, q.locked_until.name: lease_until}
-    suspect = _claim(session, q, and_(eligible, _abandoned(q, now)), 1,
+    suspect = _claim(session, q, _suspect(q, now, max_attempts), 1,
                      _set(q, STATUS_PROCESSING, {**held, q.attempts.name: q.attempts + 1})) if suspects else []
     if suspect:
         return [Claim(suspect[0][0], suspect[0][1], True)]
@@ -140,8 +145,7 @@ def claim(session: Session, q: Queue, worker: str, limit: int, now: datetime, le
 
 def suspect_waiting(session: Session, q: Queue, now: datetime, max_attempts: int) -> bool:
     """Whether a row whose worker died while holding it can be claimed (as a suspect)."""
-    eligible = and_(q.open, q.attempts < max_attempts, _abandoned(q, now))
-    return session.scalar(select(q.id).where(eligible).limit(1)) is not None
+    return session.scalar(select(q.id).where(_suspect(q, now, max_attempts)).limit(1)) is not None
 
 
 def held_by(session: Session, q: Queue, ids: Sequence[int], worker: str) -> set[int]:
