@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
+import multiprocessing
 import os
 import platform
 import resource
@@ -84,19 +85,35 @@ def wait_quiet(max_wait: float = 180.0, busy_share: float = 0.1) -> float:
             return share
 
 
+def own_cpu() -> dict[int, float]:
+    """Core-seconds used so far by this process and by each of its children alive now (the
+    detection stage's lane processes), by pid."""
+    hz = os.sysconf("SC_CLK_TCK")
+    out = {0: time.process_time()}
+    for child in multiprocessing.active_children():
+        try:
+            fields = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            out[child.pid] = (float(fields[11]) + float(fields[12])) / hz  # utime, stime
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
+
+
 class Run:
-    """Wall time of a block, and the core-seconds other processes used meanwhile."""
+    """Wall time of a block, and the core-seconds other processes (not this one or its
+    lane processes) used meanwhile."""
 
     def __enter__(self) -> "Run":
         self.busy0, _ = cpu_ticks()
-        self.own0 = time.process_time()
+        self.own0 = own_cpu()
         self.t0 = time.perf_counter()
         return self
 
     def __exit__(self, *exc) -> None:
         self.seconds = time.perf_counter() - self.t0
         busy, _ = cpu_ticks()
-        self.others = max(0.0, (busy - self.busy0) - (time.process_time() - self.own0))
+        own = sum(v - self.own0.get(pid, 0.0) for pid, v in own_cpu().items())
+        self.others = max(0.0, (busy - self.busy0) - own)
 
 
 @contextmanager

@@ -117,6 +117,7 @@ def network_input(rgb: np.ndarray, out: np.ndarray) -> None:
 
 class MobileNetRetinaFace:
     name = "retinaface-mobilenet"
+    setting = "retinaface-mobilenet"  # DETECTOR's value that makes it again (in a lane process)
 
     def __init__(self, threads: int = 0):
         self._threads = threads

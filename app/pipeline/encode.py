@@ -40,6 +40,24 @@ def parse_landmarks(text: str | None) -> list[tuple[float, float]]:
     return [(float(x), float(y)) for x, y in points]
 
 
+@dataclass(frozen=True)
+class Cropper:
+    """How a run cuts a face for its embedders (no model needed: the detection stage's
+    lane processes cut crops with it and the worker embeds them)."""
+
+    margin: float
+    aligned: bool  # a second model, which takes the crop aligned on the landmarks
+
+    def prepare(self, image: np.ndarray, box: Box, landmarks: list[tuple[float, float]] | None) -> Prepared:
+        """Landmarks in the same pixels as `image` (needed only with a second model)."""
+        crop = face_crop(image, box, self.margin, square=False)
+        if not self.aligned:
+            return Prepared(crop, None)
+        if landmarks is None:
+            raise ValueError("the face has no landmarks to align it")
+        return Prepared(crop, aligned_crop(image, landmarks))
+
+
 class FaceEncoder:
     """The two embedders of a run, loaded once."""
 
@@ -66,14 +84,13 @@ class FaceEncoder:
         if self.second:
             self.second.load()
 
+    @property
+    def cropper(self) -> Cropper:
+        return Cropper(self.margin, self.second is not None)
+
     def prepare(self, image: np.ndarray, box: Box, landmarks: list[tuple[float, float]] | None) -> Prepared:
         """Landmarks in the same pixels as `image` (needed only with a second model)."""
-        crop = face_crop(image, box, self.margin, square=False)
-        if self.second is None:
-            return Prepared(crop, None)
-        if landmarks is None:
-            raise ValueError("the face has no landmarks to align it")
-        return Prepared(crop, aligned_crop(image, landmarks))
+        return self.cropper.prepare(image, box, landmarks)
 
     def _vectors(self, model: Embedder, crops: np.ndarray, prepare) -> np.ndarray:
         """One model's L2-normalised vectors, averaged with the mirrored crops' with flip."""

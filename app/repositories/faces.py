@@ -74,12 +74,12 @@ def delete_faces(session: Session, face_ids: Sequence[int]) -> None:
         session.execute(delete(Faces).where(Faces.Id.in_(chunk)))
 
 
-def insert_faces(session: Session, faces: Sequence[NewFace]) -> list[int]:
-    """One round trip for many rows; ids come back in the order given."""
+def insert_faces(session: Session, faces: Sequence[NewFace]) -> None:
+    """Many rows in one executemany (no RETURNING: with it, SQLite inserts row by row)."""
     if not faces:
-        return []
-    rows = session.execute(
-        insert(Faces).returning(Faces.Id, sort_by_parameter_order=True),
+        return
+    session.execute(
+        insert(Faces),
         [
             {
                 "MediaFileId": f.media_file_id,
@@ -100,8 +100,7 @@ def insert_faces(session: Session, faces: Sequence[NewFace]) -> list[int]:
             }
             for f in faces
         ],
-    ).all()
-    return [r[0] for r in rows]
+    )
 
 
 # --- quality scores ------------------------------------------------------------------

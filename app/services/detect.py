@@ -31,7 +31,7 @@ from app.config import Settings
 from app.errors import first_line
 from app.db.types import utcnow
 from app.inference.detector import Detector
-from app.pipeline.encode import FaceEncoder, Prepared, Vectors, parse_landmarks
+from app.pipeline.encode import Cropper, FaceEncoder, Prepared, Vectors, parse_landmarks
 from app.pipeline.analyze import (
     AnalyzeOptions,
     FoundFace,
@@ -51,7 +51,7 @@ from app.repositories import media as media_repo
 from app.repositories import outbox
 from app.repositories import persons as prepo
 from app.repositories import queue as q_repo
-from app.services import detect_flow, work_queue
+from app.services import detect_flow, detect_procs, work_queue
 from app.services.work_queue import Problem
 from app.stopping import StopFlag
 from app.storage import thumbnails
@@ -153,7 +153,7 @@ class ItemResult:
     meta: PhotoMeta | None = None
 
 
-def embedding_crops(decoded: Decoded, found: list[FoundFace], encoder: FaceEncoder, min_px: int
+def embedding_crops(decoded: Decoded, found: list[FoundFace], cropper: Cropper, min_px: int
                     ) -> list[Prepared | None]:
     """Crops for the embedders from the image decoded for detection, for the usable faces
     large enough in its pixels (all of them when it was decoded at full size)."""
@@ -164,11 +164,11 @@ def embedding_crops(decoded: Decoded, found: list[FoundFace], encoder: FaceEncod
         small = Box(b.x * scale, b.y * scale, b.w * scale, b.h * scale)
         big_enough = scale >= 1.0 or small.short_side >= min_px
         points = [(x * scale, y * scale) for x, y in f.face.landmarks]
-        crops.append(encoder.prepare(decoded.rgb, small, points) if f.usable and big_enough else None)
+        crops.append(cropper.prepare(decoded.rgb, small, points) if f.usable and big_enough else None)
     return crops
 
 
-def full_size_crops(path: Path, found: list[FoundFace], crops: list[Prepared | None], encoder: FaceEncoder,
+def full_size_crops(path: Path, found: list[FoundFace], crops: list[Prepared | None], cropper: Cropper,
                     max_pixels: int) -> None:
     """Fill in the crops of usable faces too small in a reduced decode from one full-size
     decode, cut exactly as the embedding stage would cut them (from the stored, rounded
@@ -179,8 +179,8 @@ def full_size_crops(path: Path, found: list[FoundFace], crops: list[Prepared | N
     image = load_rgb(path, max_pixels)
     for k in missing:
         face = found[k].face
-        points = parse_landmarks(face.landmarks_json()) if encoder.second else None
-        crops[k] = encoder.prepare(image, Box.from_json(face.box.to_json()), points)
+        points = parse_landmarks(face.landmarks_json()) if cropper.aligned else None
+        crops[k] = cropper.prepare(image, Box.from_json(face.box.to_json()), points)
 
 
 @dataclass(frozen=True)
@@ -192,6 +192,123 @@ class Ready:
     scale: Scale
 
 
+def failure(item: media_repo.ClaimedItem, exc: Exception, what: str = "image") -> Problem:
+    """The item's failure: the file's own fault (a DecodeError, with whether retrying can
+    help), memory, or anything else (logged with its traceback: a model or library failure
+    on one image must not stop the batch)."""
+    if isinstance(exc, DecodeError):
+        return Problem(item.item_id, str(exc), permanent=exc.permanent)
+    if isinstance(exc, MemoryError):
+        return Problem(item.item_id, f"out of memory while processing the {what}")
+    log.error("item %d (%s): unexpected error", item.item_id, item.file_path, exc_info=exc)
+    return Problem(item.item_id, f"unexpected error: {type(exc).__name__}: {exc}")
+
+
+class Timings:
+    """Seconds per step, summed over the lanes (which add to it side by side)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def since(self, step: str, started: float) -> None:
+        self.add({step: time.perf_counter() - started})
+
+    def add(self, seconds: dict[str, float]) -> None:
+        with self._lock:
+            for step, v in seconds.items():
+                self.seconds[step] = self.seconds.get(step, 0.0) + v
+
+
+class PhotoSteps:
+    """A photo's three steps (app/services/detect_flow.py): decode, the detector, the pixel
+    work. Run by the lanes' threads, or whole in a lane process (app/services/detect_procs.py)."""
+
+    def __init__(self, detector: Detector, settings: Settings, cropper: Cropper | None = None):
+        self.detector = lane_detector(detector, settings)
+        # A backend that cannot give each lane a session of its own is called by one lane
+        # at a time (decoding and pixel work still overlap it).
+        self._model_turn = threading.Lock() if self.detector is detector else nullcontext()
+        # With a cropper (--all, --automate), the crops for the embedders are cut from the
+        # image decoded here, which saves the embedding stage a second decode.
+        self.cropper = cropper if settings.embed_at_detection_min_px > 0 else None
+        self.settings = settings
+        self.thumbnail_path = settings.thumbnail_path
+        self.opts = analyze_options(settings)
+        self.device_pattern = re.compile(settings.device_id_pattern) if settings.device_id_pattern else None
+        self.timings = Timings()
+
+    def prepare(self, item: media_repo.ClaimedItem) -> Ready | Problem:
+        """Decode (JPEGs at the smallest scale still at least as large as detection uses)
+        and shrink for the detector."""
+        started = time.perf_counter()
+        try:
+            decoded = load(Path(item.file_path), self.opts.max_pixels, self.opts.max_side, self.device_pattern)
+            return Ready(decoded, *detection_input(decoded.rgb, self.opts))
+        except Exception as exc:
+            return failure(item, exc)
+        finally:
+            self.timings.since("decode", started)
+
+    def model(self, item: media_repo.ClaimedItem, ready: Ready) -> list[DetectedFace] | Problem:
+        started = time.perf_counter()
+        try:
+            with self._model_turn:
+                return detect_prepared(ready.small, ready.scale, self.detector, self.opts)
+        except Exception as exc:
+            return failure(item, exc)
+        finally:
+            self.timings.since("detect", started)
+
+    def finish(self, item: media_repo.ClaimedItem, ready: Ready, faces: list[DetectedFace]
+               ) -> ItemResult | Problem:
+        """Blur, quality, thumbnails (written to their files), embedding crops."""
+        decoded = ready.decoded
+        started = time.perf_counter()
+        try:
+            found = describe_faces(decoded.rgb, faces, self.opts, (decoded.width, decoded.height))
+        except Exception as exc:
+            return failure(item, exc)
+        finally:
+            self.timings.since("faces", started)
+        started = time.perf_counter()
+        files: list[str] = []
+        try:
+            for f in found:
+                files.append(str(thumbnails.write(self.thumbnail_path, item.media_file_id, f.thumbnail)))
+        except OSError as exc:
+            thumbnails.delete(files)
+            return Problem(item.item_id, f"cannot write face thumbnails under {self.thumbnail_path}: {exc}")
+        finally:
+            self.timings.since("thumbnails", started)
+        crops: list = [None] * len(found)
+        if self.cropper is not None:
+            started = time.perf_counter()
+            try:
+                crops = embedding_crops(decoded, found, self.cropper, self.settings.embed_at_detection_min_px)
+                full_size_crops(Path(item.file_path), found, crops, self.cropper, self.opts.max_pixels)
+            except Exception as exc:  # noqa: BLE001 - the embedding stage crops them later (and says why)
+                log.info("item %d (%s): faces left to the embedding stage: %s", item.item_id, item.file_path,
+                         first_line(exc))
+            finally:
+                self.timings.since("crops", started)
+        return ItemResult(item, [Detection(f, path, crop) for f, path, crop in zip(found, files, crops)],
+                          decoded.meta)
+
+    def whole(self, item: media_repo.ClaimedItem) -> ItemResult | Problem:
+        """All three steps, one after the other (a lane process's work on one photo)."""
+        ready = self.prepare(item)
+        if isinstance(ready, Problem):
+            return ready
+        faces = self.model(item, ready)
+        if isinstance(faces, Problem):
+            return faces
+        return self.finish(item, ready, faces)
+
+
+REMOTE = "remote"  # what `prepare` hands on for a photo that a lane process does whole
+
+
 class DetectionStage:
     queue = q_repo.DETECTION
     log = log
@@ -200,28 +317,25 @@ class DetectionStage:
                  stop: StopFlag | None = None):
         self.detector = detector  # for videos, one at a time, with all its threads
         self.lanes = lanes_for(settings)
-        self.lane_detector = lane_detector(detector, settings)  # for photos
-        # A backend that cannot give each lane a session of its own is called by one lane
-        # at a time (decoding and pixel work still overlap it).
-        self._model_turn = threading.Lock() if self.lane_detector is detector else nullcontext()
+        # with an encoder (--all, --automate), faces are embedded from the crops cut at detection
+        self.encoder = encoder if settings.embed_at_detection_min_px > 0 else None
+        cropper = self.encoder.cropper if self.encoder is not None else None
+        self.photos = PhotoSteps(detector, settings, cropper)  # photos on the lanes' threads
+        # photos whole in lane processes, when the detector can be made again in one
+        self.processes = detect_procs.pool_for(detector, settings, cropper, self.lanes)
         self._video_turn = threading.Lock()  # a video takes all the models' threads and memory
         self.stop = stop  # a video checks it between frames
-        # With an encoder (--all, --automate), faces are embedded from the image already
-        # decoded here, which saves the embedding stage a second decode.
-        self.encoder = encoder if settings.embed_at_detection_min_px > 0 else None
         self.video_encoder = encoder  # loaded on the first video when None (app/pipeline/video.py)
         self.settings = settings
-        self.opts = analyze_options(settings)
-        self.device_pattern = re.compile(settings.device_id_pattern) if settings.device_id_pattern else None
+        self.opts = self.photos.opts
+        self.device_pattern = self.photos.device_pattern
         self.paths: dict[int, str] = {}
         self.obsolete: dict[int, list[str | None]] = {}  # item id -> files to delete once committed
-        self.timings: dict[str, float] = {}  # step -> seconds, summed over the lanes
-        self._lock = threading.Lock()  # the lanes share the timings and the video encoder
+        self.timings = self.photos.timings  # step -> seconds, summed over the lanes
+        self._lock = threading.Lock()  # the lanes share the video encoder
 
     def _time(self, step: str, since: float) -> None:
-        seconds = time.perf_counter() - since
-        with self._lock:
-            self.timings[step] = self.timings.get(step, 0.0) + seconds
+        self.timings.since(step, since)
 
     def describe(self, item_id: int) -> str:
         return f"item {item_id} ({self.paths.get(item_id, '?')})"
@@ -234,91 +348,38 @@ class DetectionStage:
         self.paths.update((i.item_id, i.file_path) for i in items)
         return items
 
-    def _failed(self, item: media_repo.ClaimedItem, exc: Exception, what: str = "image") -> Problem:
-        """The item's failure: the file's own fault (a DecodeError, with whether retrying
-        can help), memory, or anything else (logged with its traceback)."""
-        if isinstance(exc, DecodeError):
-            return Problem(item.item_id, str(exc), permanent=exc.permanent)
-        if isinstance(exc, MemoryError):
-            return Problem(item.item_id, f"out of memory while processing the {what}")
-        return self._unexpected(item, exc)
-
-    def _unexpected(self, item: media_repo.ClaimedItem, exc: Exception) -> Problem:
-        # a model or library failure on one image must not stop the batch
-        log.error("%s: unexpected error", self.describe(item.item_id), exc_info=exc)
-        return Problem(item.item_id, f"unexpected error: {type(exc).__name__}: {exc}")
-
     # --- the three steps of app/services/detect_flow.py ---------------------------------
 
-    def prepare(self, item: media_repo.ClaimedItem) -> Ready | Problem | None:
-        """A lane: decode (JPEGs at the smallest scale still at least as large as detection
-        uses) and shrink for the detector. None for a video: the model step
-        does all of it (`_video`)."""
+    def prepare(self, item: media_repo.ClaimedItem) -> Ready | Problem | str | None:
+        """A lane: a photo decoded and shrunk for the detector (PhotoSteps), or REMOTE when
+        a lane process does it whole; None for a video: the model step does all of it."""
         if is_video(item.file_path):
             return None
-        started = time.perf_counter()
-        try:
-            decoded = load(Path(item.file_path), self.opts.max_pixels, self.opts.max_side, self.device_pattern)
-            return Ready(decoded, *detection_input(decoded.rgb, self.opts))
-        except Exception as exc:
-            return self._failed(item, exc)
-        finally:
-            self._time("decode", started)
+        if self.processes is not None:
+            return REMOTE
+        return self.photos.prepare(item)
 
-    def model(self, item: media_repo.ClaimedItem, ready: Ready | None
+    def model(self, item: media_repo.ClaimedItem, ready: Ready | str | None
               ) -> list[DetectedFace] | ItemResult | Problem | None:
-        """A lane: the detector on a photo; a video is done whole here (None when a stop
-        came halfway)."""
-        started = time.perf_counter()
+        """A lane: the detector on a photo; a photo whole in a lane process; a video whole
+        (None when a stop came halfway)."""
+        if ready is REMOTE:
+            return self.processes.run(item, self.settings.thumbnail_path, self.timings, self.stop)
         if ready is None:
+            started = time.perf_counter()
             with self._video_turn:
                 outcome = self._video(item, self.stop)
             self._time("video", started)
             return outcome
-        try:
-            with self._model_turn:
-                return detect_prepared(ready.small, ready.scale, self.lane_detector, self.opts)
-        except Exception as exc:
-            return self._failed(item, exc)
-        finally:
-            self._time("detect", started)
+        return self.photos.model(item, ready)
 
-    def finish(self, item: media_repo.ClaimedItem, ready: Ready | None, faces: list[DetectedFace] | ItemResult | None
-               ) -> ItemResult | Problem | None:
-        """A lane: blur, quality, thumbnails (written to their files), embedding crops. A
-        video's outcome (`ready` None) is complete already."""
-        if ready is None:
+    def finish(self, item: media_repo.ClaimedItem, ready: Ready | str | None,
+               faces: list[DetectedFace] | ItemResult | None) -> ItemResult | Problem | None:
+        """A lane: a photo's pixel work (PhotoSteps). The outcome of a video or of a photo
+        done in a lane process is complete already."""
+        if ready is None or ready is REMOTE:
             return faces
-        decoded = ready.decoded
-        started = time.perf_counter()
-        try:
-            found = describe_faces(decoded.rgb, faces, self.opts, (decoded.width, decoded.height))
-        except Exception as exc:
-            return self._failed(item, exc)
-        finally:
-            self._time("faces", started)
-        started = time.perf_counter()
-        files: list[str] = []
-        try:
-            for f in found:
-                files.append(str(thumbnails.write(self.settings.thumbnail_path, item.media_file_id, f.thumbnail)))
-        except OSError as exc:
-            thumbnails.delete(files)
-            return Problem(item.item_id, f"cannot write face thumbnails under {self.settings.thumbnail_path}: {exc}")
-        finally:
-            self._time("thumbnails", started)
-        crops: list = [None] * len(found)
-        if self.encoder is not None:
-            started = time.perf_counter()
-            try:
-                crops = embedding_crops(decoded, found, self.encoder, self.settings.embed_at_detection_min_px)
-                full_size_crops(Path(item.file_path), found, crops, self.encoder, self.opts.max_pixels)
-            except Exception as exc:  # noqa: BLE001 - the embedding stage crops them later (and says why)
-                log.info("%s: faces left to the embedding stage: %s", self.describe(item.item_id), first_line(exc))
-            finally:
-                self._time("crops", started)
-        return ItemResult(item, [Detection(f, path, crop) for f, path, crop in zip(found, files, crops)],
-                          decoded.meta)
+        return self.photos.finish(item, ready, faces)
 
     def embed(self, results: list[ItemResult]) -> None:
         todo = [d for r in results for d in r.faces if d.crop is not None]
@@ -387,7 +448,7 @@ class DetectionStage:
                             for f, v in self._frame_faces(frame.rgb, encoder)
                         ])
         except Exception as exc:
-            return self._failed(item, exc, "video")
+            return failure(item, exc, "video")
         kept = tracker.kept()
         files: list[str] = []
         try:
@@ -567,7 +628,8 @@ def detect_pending(sessions: sessionmaker[Session], detector: Detector, settings
     total = DetectReport()
     detector.load()
     stage = DetectionStage(detector, settings, encoder, stop)
-    stage.lane_detector.load()
+    if stage.processes is None:
+        stage.photos.detector.load()
     work_queue.start(sessions, stage.queue, settings, log)
     started = time.perf_counter()
     with work_queue.handing_back_on_error(sessions, stage.queue, settings, log):
@@ -579,7 +641,7 @@ def detect_pending(sessions: sessionmaker[Session], detector: Detector, settings
                 break
     total.seconds = time.perf_counter() - started
     sweep_thumbnails(sessions, settings)
-    total.timings = dict(stage.timings)
+    total.timings = dict(stage.timings.seconds)
     if total.images:
         rate = total.images / total.seconds if total.seconds else 0.0
         steps = ", ".join(f"{k} {v:.1f} s" for k, v in total.timings.items())

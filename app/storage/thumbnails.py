@@ -37,20 +37,32 @@ _made: set[Path] = set()  # folders this process has made or found (one mkdir ea
 
 
 def write(root: Path, media_file_id: int, jpeg: bytes) -> Path:
-    """Write via a temporary file and rename, so a crash never leaves half a JPEG."""
+    """Write a new thumbnail file. Straight under its final name: the name is new (a random
+    token) and no face row points to it before the transaction that stores the face
+    commits, after this returns, so a crash halfway leaves only a file that the sweep
+    removes, never half a JPEG that a face points to (a temporary file and a rename
+    would cost one more metadata write per face for nothing)."""
     path = new_path(root, media_file_id)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     if path.parent not in _made:
         path.parent.mkdir(parents=True, exist_ok=True)
         _made.add(path.parent)
     try:
-        tmp.write_bytes(jpeg)
+        _write_new(path, jpeg)
     except FileNotFoundError:  # the folder was removed since: made again
         _made.discard(path.parent)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(jpeg)
-    os.replace(tmp, path)
+        _write_new(path, jpeg)
     return path
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    with open(path, "xb") as f:  # "x": never over another file
+        try:
+            f.write(data)
+        except BaseException:
+            f.close()
+            path.unlink(missing_ok=True)  # a full disk: no partial file left behind
+            raise
 
 
 def delete(paths: Iterable[str | Path | None]) -> int:
