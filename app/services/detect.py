@@ -3,13 +3,16 @@
 The stage follows the shared queue discipline (app/services/work_queue.py): short
 transactions to claim and to store, a lease renewed while a batch is worked on, failures
 recorded per item. With no transaction open the images go through lanes
-(app/services/detect_flow.py): threads that each take one image through decoding, the
-detector and the pixel work (blur, quality, thumbnails, embedding crops), side by side.
-The lanes run across batches: the next batch is claimed when they read past the current
-one, and a batch is stored (its new faces reconciled with the stored ones,
-app/pipeline/reconcile.py) as soon as all its items are through, so no lane waits for a
-batch's tail and its store. Old thumbnail files are deleted after the commit. Each step
-is timed.
+(app/services/detect_flow.py), side by side, each taking one image through decoding, the
+detector and the pixel work (blur, quality, thumbnails, embedding crops: PhotoSteps). By
+default a lane hands each photo whole to a process of its own
+(app/services/detect_procs.py); with DETECT_PROCESSES off, or a detector a process cannot
+make again, the lane's thread does the steps itself. A video is done whole by a lane's
+thread, one video at a time. The lanes run across batches: the next batch is claimed
+when they read past the current one, and a batch is stored (its new faces reconciled
+with the stored ones, app/pipeline/reconcile.py) as soon as all its items are through,
+so no lane waits for a batch's tail and its store. Old thumbnail files are deleted after
+the commit. Each step is timed.
 """
 from __future__ import annotations
 

@@ -3,12 +3,13 @@
 Per image a lane *prepares* (decodes the file, shrinks it for the detector), runs the
 *model*, and *finishes* (blur, quality, thumbnails written, embedding crops). `lanes`
 threads do this side by side, each on its own image, with a single-threaded detector
-session each (app/services/detect.py chooses): onnxruntime, Pillow and NumPy release the
-GIL, so the lanes keep every core busy with no core waiting for another. The earlier
-design (the model on two intra-op threads, one helper thread for everything else) let
-the helper's work stall the model's threads, which must meet after every layer, and
-decoded one camera photo at a time (bench/pipeline_speed.py on two cores: `--db` over
-600 dev photos 3.4 s -> 3.1-3.3 s; over 20 camera JPEGs 2.2 s -> 1.7 s).
+session each (app/services/detect.py chooses); by default a lane's model step hands the
+photo whole to the lane's process instead (app/services/detect_procs.py), and its thread
+only waits. In threads, onnxruntime, Pillow and NumPy release the GIL, but the Python
+around them does not: on two cores the lanes' steps took 40-110 % longer side by side
+than alone, which the processes avoid. The earlier design (the model on two intra-op
+threads, one helper thread for everything else) let the helper's work stall the model's
+threads, which must meet after every layer, and decoded one camera photo at a time.
 
 Items are read on the caller's thread, only as far as `ahead` beyond the oldest one not
 yet given back, so the caller may claim work from a queue as it goes; outcomes come back
