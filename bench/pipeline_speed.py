@@ -3,7 +3,9 @@
     python bench/pipeline_speed.py [--data ../shared/data/faces-dev] [--limit N] [--repeat 2]
                                    [--camera N] [--database-url postgresql://user@host:5432/postgres]
 
-Per repetition, in this order (so a burst of load from another process hits every measurement
+First a warm-up: --db over 4 images, which starts the detection stage's lane processes
+(DETECT_PROCESSES; a worker starts them once and keeps them, as it loads its models once).
+Then per repetition, in this order (so a burst of load from another process hits every measurement
 alike; the best of the repetitions is reported, every run is listed):
 1. raw detector: the images decoded as detection decodes them and shrunk to DETECT_MAX_SIDE
    first, in memory; then only the detector (its own pre- and post-processing included);
@@ -97,6 +99,18 @@ def own_cpu() -> dict[int, float]:
         except (OSError, IndexError, ValueError):
             pass
     return out
+
+
+def lane_peaks() -> str:
+    """The peak memory of each lane process alive now, for the summary line."""
+    peaks = []
+    for child in multiprocessing.active_children():
+        try:
+            status = Path(f"/proc/{child.pid}/status").read_text()
+        except OSError:
+            continue
+        peaks += [int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmHWM:")]
+    return f"; lane processes {', '.join(f'{p:.0f}' for p in peaks)} MB" if peaks else ""
 
 
 class Run:
@@ -217,6 +231,20 @@ def raw_embedders(url: str, settings, encoder) -> tuple[int, float, float]:
     return len(faces), r1.seconds, second
 
 
+def warm_up(files, settings, tmp: Path, server, detector) -> float:
+    """Seconds of a first `--db` over a few images: it starts the lane processes
+    (DETECT_PROCESSES), which a worker does once and keeps, as it loads its models once;
+    the raw detector is timed loaded and warmed up too."""
+    with fresh_database(tmp, server, "warm") as url:
+        engine = make_engine(url)
+        sessions = session_factory(engine)
+        register_files(sessions, files)
+        with Run() as r:
+            detect_pending(sessions, detector, replace(settings, database_url=url, thumbnail_path=tmp / "thumbs-warm"))
+        engine.dispose()
+    return r.seconds
+
+
 def one_repetition(files, settings, tmp: Path, server, rep: int, detector, encoder, detect_only: bool,
                    quiet_wait: float) -> dict:
     out: dict = {"busy before": wait_quiet(quiet_wait)}
@@ -287,16 +315,20 @@ def main() -> None:
             files = image_files(args.data, args.limit)
             what = f"{len(files)} images from {args.data}"
         load1 = os.getloadavg()
+        warm = warm_up(files[:4], settings, tmp, args.database_url, detector)
         runs = [one_repetition(files, settings, tmp, args.database_url, rep, detector, encoder, args.detect_only,
                                args.quiet_wait)
                 for rep in range(args.repeat)]
     mem = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    lanes_mem = lane_peaks()
     print(f"{datetime.datetime.now():%Y-%m-%d %H:%M}; {platform.node()}: {os.cpu_count()} CPUs "
           f"({platform.processor() or platform.machine()}), {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GB, "
           f"load average before {load1[0]:.2f}, after {os.getloadavg()[0]:.2f}")
     print(f"{what}; database {'PostgreSQL' if args.database_url else 'SQLite'}; detector {settings.detector} "
           f"(DETECT_MAX_SIDE {settings.detect_max_side}), embedders {encoder.name}, MODEL_THREADS "
-          f"{settings.model_threads}; best of {args.repeat}")
+          f"{settings.model_threads}, DETECT_PROCESSES {str(settings.detect_processes).lower()}, "
+          f"DETECT_BATCH_SIZE {settings.detect_batch_size}; best of {args.repeat}")
+    print(f"warm-up: --db on 4 images (starts the lane processes, kept for the runs) {warm:.1f} s")
     keys = [k for k in ("raw detector", "raw detector, lanes", "--db", "embedding stage", "raw FaceNet", "raw SFace", "--all") if k in runs[0]]
     best = {k: min(r[k] for r in runs) for k in keys}
     r0 = runs[0]
@@ -320,7 +352,7 @@ def main() -> None:
     steps = ", ".join(f"{k} {v:.1f}" for k, v in r0["db steps"].items())
     print(f"--db steps (s, first run, summed over the lanes): {steps}")
     if args.detect_only:
-        print(f"peak RSS {mem:.0f} MB")
+        print(f"peak RSS {mem:.0f} MB{lanes_mem}")
         return
     row("raw FaceNet (crops in memory)", "raw FaceNet", usable, "face")
     if best["raw SFace"]:
@@ -335,7 +367,7 @@ def main() -> None:
           f"{r0['all embedded after']} by the embedding stage after it")
     steps = ", ".join(f"{k} {v:.1f}" for k, v in r0["all steps"].items())
     print(f"--all detection steps (s, first run): {steps}")
-    print(f"peak RSS {mem:.0f} MB")
+    print(f"peak RSS {mem:.0f} MB{lanes_mem}")
 
 
 if __name__ == "__main__":

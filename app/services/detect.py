@@ -325,7 +325,7 @@ class DetectionStage:
         cropper = self.encoder.cropper if self.encoder is not None else None
         self.photos = PhotoSteps(detector, settings, cropper)  # photos on the lanes' threads
         # photos whole in lane processes, when the detector can be made again in one
-        self.processes = detect_procs.pool_for(detector, settings, cropper, self.lanes)
+        self.processes = detect_procs.pool_for(detector, settings, self.lanes)
         self._video_turn = threading.Lock()  # a video takes all the models' threads and memory
         self.stop = stop  # a video checks it between frames
         self.video_encoder = encoder  # loaded on the first video when None (app/pipeline/video.py)
@@ -367,7 +367,8 @@ class DetectionStage:
         """A lane: the detector on a photo; a photo whole in a lane process; a video whole
         (None when a stop came halfway)."""
         if ready is REMOTE:
-            return self.processes.run(item, self.settings.thumbnail_path, self.timings, self.stop)
+            return self.processes.run(item, self.settings.thumbnail_path, self.photos.cropper, self.timings,
+                                      self.stop)
         if ready is None:
             started = time.perf_counter()
             with self._video_turn:

@@ -51,12 +51,11 @@ START_SECONDS = 120.0  # a process that is not ready by then (imports, model) is
 
 @dataclass(frozen=True)
 class Spec:
-    """What a lane process is made from: the settings (without the per-run ones: database,
-    worker id, thumbnail folder, which come with each photo or are not needed) and how
-    faces are cut for the embedders (None: no crops)."""
+    """What a lane process is made from: the settings, without the per-run ones (database,
+    worker id, thumbnail folder), which come with each photo (thumbnail folder, how faces
+    are cut for the embedders) or are not needed there."""
 
     settings: Settings
-    cropper: Cropper | None
 
 
 class LaneStartError(RuntimeError):
@@ -127,9 +126,12 @@ class LanePool:
         for _ in range(count):
             self.idle.put(None)
 
-    def run(self, item: ClaimedItem, thumbnail_path: Path, timings, stop: StopFlag | None):
-        """The photo's outcome (ItemResult or Problem) from a lane process; None when its
-        process ended while the worker is stopping (the photo is handed back)."""
+    def run(self, item: ClaimedItem, thumbnail_path: Path, cropper: Cropper | None, timings,
+            stop: StopFlag | None):
+        """The photo's outcome (ItemResult or Problem) from a lane process, its thumbnails
+        written under `thumbnail_path` and, with a cropper, its faces' crops for the
+        embedders cut; None when its process ended while the worker is stopping (the photo
+        is handed back)."""
         lane = self.idle.get()
         try:
             if lane is not None and not lane.alive():  # ended while idle (killed): a new one
@@ -138,7 +140,7 @@ class LanePool:
             if lane is None:
                 lane = LaneProcess(self.spec)
             try:
-                outcome, seconds, records = lane.call((item, thumbnail_path))
+                outcome, seconds, records = lane.call((item, thumbnail_path, cropper))
             except (EOFError, OSError):
                 how, told = lane.ending()
                 lane = None
@@ -166,15 +168,14 @@ _pool: LanePool | None = None
 _pool_lock = threading.Lock()
 
 
-def pool_for(detector: Detector, settings: Settings, cropper: Cropper | None, lanes: int) -> LanePool | None:
+def pool_for(detector: Detector, settings: Settings, lanes: int) -> LanePool | None:
     """The lane processes for a detection stage, or None to run the lanes as threads: when
     DETECT_PROCESSES is off, or the detector is not one a process can make again from the
     settings (a backend without that, a wrapped or test detector)."""
     global _pool
     if not settings.detect_processes or getattr(detector, "setting", None) != settings.detector:
         return None
-    spec = Spec(replace(settings, database_url="", worker_id="", thumbnail_path=Path("."), publish_token=None),
-                cropper)
+    spec = Spec(replace(settings, database_url="", worker_id="", thumbnail_path=Path("."), publish_token=None))
     with _pool_lock:
         if _pool is not None and (_pool.spec != spec or _pool.count != lanes):
             _pool.close()
@@ -227,7 +228,7 @@ def serve(conn, spec: Spec) -> None:
         from app.services.detect import PhotoSteps, Timings
 
         s = spec.settings
-        steps = PhotoSteps(make_detector(s.detector, s.model_threads), s, spec.cropper)
+        steps = PhotoSteps(make_detector(s.detector, s.model_threads), s)
         steps.detector.load()
         steps.detector.detect([np.zeros((64, 64, 3), np.uint8)], 1.0)  # its first call's set-up, now
     except Exception as exc:  # noqa: BLE001 - told to the worker, which ends the run
@@ -241,7 +242,7 @@ def serve(conn, spec: Spec) -> None:
             return
         if message is None:
             return
-        item, steps.thumbnail_path = message
+        item, steps.thumbnail_path, steps.cropper = message
         steps.timings = Timings()
         try:
             outcome = steps.whole(item)

@@ -96,13 +96,13 @@ def _lane_pids() -> set[int]:
 
 def test_a_lane_process_that_dies_fails_its_photo_alone_and_the_next_photo_gets_a_new_one(tmp_path, faces_dev):
     settings = replace(load_settings({}, env_file=None), model_threads=0)
-    spec = detect_procs.Spec(replace(settings, database_url=""), None)
+    spec = detect_procs.Spec(replace(settings, database_url=""))
     pool = detect_procs.LanePool(spec, 1)
     photo = str(sorted((faces_dev / "Al_Gore").glob("*.jpg"))[0])
     timings = Timings()
     before = _lane_pids()
     try:
-        first = pool.run(ClaimedItem(1, 1, photo), tmp_path / "t", timings, None)
+        first = pool.run(ClaimedItem(1, 1, photo), tmp_path / "t", None, timings, None)
         assert len(first.faces) == 1 and Path(first.faces[0].thumbnail).is_file()
         assert timings.seconds["decode"] > 0 and timings.seconds["detect"] > 0
         (pid,) = _lane_pids() - before
@@ -111,7 +111,7 @@ def test_a_lane_process_that_dies_fails_its_photo_alone_and_the_next_photo_gets_
             os.kill(pid, signal.SIGSTOP)  # it cannot answer before it is killed
             outcome: list = []
             worker = threading.Thread(target=lambda: outcome.append(
-                pool.run(ClaimedItem(2, 2, photo), tmp_path / "t", timings, stop)))
+                pool.run(ClaimedItem(2, 2, photo), tmp_path / "t", None, timings, stop)))
             worker.start()
             time.sleep(0.5)
             os.kill(pid, sig)
@@ -123,12 +123,12 @@ def test_a_lane_process_that_dies_fails_its_photo_alone_and_the_next_photo_gets_
         killed = die_on_the_next_photo(signal.SIGKILL, None)
         assert isinstance(killed, Problem) and killed.id == 2 and not killed.permanent
         assert killed.error == "the detection process ended while working on this image (killed by SIGKILL)"
-        again = pool.run(ClaimedItem(3, 3, photo), tmp_path / "t", timings, None)
+        again = pool.run(ClaimedItem(3, 3, photo), tmp_path / "t", None, timings, None)
         assert len(again.faces) == 1  # a new process
         (pid,) = _lane_pids() - before
         # SIGTERM (a service manager stopping everything) or a stop request: handed back
         assert die_on_the_next_photo(signal.SIGTERM, None) is None
-        assert pool.run(ClaimedItem(4, 4, photo), tmp_path / "t", timings, None).faces
+        assert pool.run(ClaimedItem(4, 4, photo), tmp_path / "t", None, timings, None).faces
         (pid,) = _lane_pids() - before
         stop = StopFlag()
         stop.set()

@@ -8,7 +8,6 @@ import pytest
 
 from app.config import load_settings
 from app.inference.registry import make_detector
-from app.pipeline.encode import Cropper
 from app.services import detect_procs
 
 
@@ -28,24 +27,23 @@ class Wrapped:
 
 def test_one_pool_serves_runs_that_differ_only_in_database_worker_and_thumbnail_folder(settings):
     detector = make_detector("retinaface-mobilenet")
-    pool = detect_procs.pool_for(detector, settings, None, 2)
+    pool = detect_procs.pool_for(detector, settings, 2)
     assert pool is not None and pool.count == 2 and pool.spec.settings.database_url == ""
     other_run = replace(settings, database_url="postgresql://u:secret@h/db", worker_id="w2",
                         thumbnail_path=Path("/b"))
-    assert detect_procs.pool_for(detector, other_run, None, 2) is pool
+    assert detect_procs.pool_for(detector, other_run, 2) is pool
     assert "secret" not in repr(pool.spec)  # the password never travels to the processes
     # what the processes work with changed: a new pool
-    for changed, cropper, lanes in ((replace(settings, detect_max_side=640), None, 2),
-                                    (settings, Cropper(0.1, True), 2), (settings, None, 3)):
-        new = detect_procs.pool_for(detector, changed, cropper, lanes)
+    for changed, lanes in ((replace(settings, detect_max_side=640), 2), (settings, 3)):
+        new = detect_procs.pool_for(detector, changed, lanes)
         assert new is not pool
         pool = new
 
 
 def test_threads_when_turned_off_or_the_detector_cannot_be_made_again_from_the_settings(settings):
     assert detect_procs.pool_for(make_detector("retinaface-mobilenet"), replace(settings, detect_processes=False),
-                                 None, 2) is None
-    assert detect_procs.pool_for(Wrapped(), settings, None, 2) is None
+                                 2) is None
+    assert detect_procs.pool_for(Wrapped(), settings, 2) is None
     # a detector other than the one DETECTOR names
     assert detect_procs.pool_for(make_detector("retinaface-mobilenet"),
-                                 replace(settings, detector="retinaface-resnet50"), None, 2) is None
+                                 replace(settings, detector="retinaface-resnet50"), 2) is None
