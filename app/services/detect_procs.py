@@ -17,7 +17,8 @@ Problem), its step timings and its log records, which are logged here. It never 
 the database.
 
 A process that dies while working on a photo (a crash in a decoder, the kernel's
-out-of-memory killer) fails that photo alone, with the reason (retried like any failure,
+out-of-memory killer), or takes more than DETECT_TIMEOUT_SECONDS on it (a hung decoder:
+it is killed), fails that photo alone, with the reason (retried like any failure,
 up to MAX_ATTEMPTS); the lane's next photo starts a new process. While the worker is
 stopping, or when SIGTERM ended the process (a service manager stopping the worker and
 its processes), the photo is handed back instead. The processes ignore Ctrl-C (it reaches
@@ -74,8 +75,9 @@ class LaneProcess:
     def alive(self) -> bool:
         return self.process.is_alive()
 
-    def call(self, message: object) -> object:
-        """Send one photo and wait for its outcome; EOFError or OSError when the process died."""
+    def call(self, message: object, timeout: float) -> object:
+        """Send one photo and wait for its outcome; EOFError or OSError when the process
+        died, TimeoutError (the process killed) when it took longer than `timeout`."""
         if not self.ready:
             if not self.conn.poll(START_SECONDS):
                 self.close()
@@ -86,6 +88,9 @@ class LaneProcess:
                 raise LaneStartError(f"a detection lane process could not start: {detail}")
             self.ready = True
         self.conn.send(message)
+        if not self.conn.poll(timeout):
+            self.process.kill()
+            raise TimeoutError
         return self.conn.recv()
 
     def ending(self) -> tuple[str, bool]:
@@ -139,8 +144,16 @@ class LanePool:
                 lane = None
             if lane is None:
                 lane = LaneProcess(self.spec)
+            limit = self.spec.settings.detect_timeout_seconds
             try:
-                outcome, seconds, records = lane.call((item, thumbnail_path, cropper))
+                outcome, seconds, records = lane.call((item, thumbnail_path, cropper), limit)
+            except TimeoutError:
+                lane.ending()
+                lane = None
+                log.error("item %d (%s): the detection process took more than %d s on it and was stopped",
+                          item.item_id, item.file_path, limit)
+                return Problem(item.item_id, f"the detection process took more than {limit} s on this image "
+                                             "and was stopped (DETECT_TIMEOUT_SECONDS)")
             except (EOFError, OSError):
                 how, told = lane.ending()
                 lane = None

@@ -1,7 +1,7 @@
 """Detection lanes as processes (app/services/detect_procs.py, the default): the faces,
 thumbnails and embedding crops are exactly those of the lanes as threads; log lines of the
-lane processes reach the worker's log; a lane process that dies fails its photo alone (or
-hands it back when told to stop) and the next photo gets a new process. Real detector,
+lane processes reach the worker's log; a lane process that dies or hangs fails its photo
+alone (or hands it back when told to stop) and the next photo gets a new process. Real detector,
 real photos, the real database."""
 import os
 import signal
@@ -94,8 +94,9 @@ def _lane_pids() -> set[int]:
     return {p.pid for p in multiprocessing.active_children() if p.name == "detect-lane"}
 
 
-def test_a_lane_process_that_dies_fails_its_photo_alone_and_the_next_photo_gets_a_new_one(tmp_path, faces_dev):
-    settings = replace(load_settings({}, env_file=None), model_threads=0)
+def test_a_lane_process_that_dies_or_hangs_fails_its_photo_alone_and_the_next_photo_gets_a_new_one(
+        tmp_path, faces_dev):
+    settings = replace(load_settings({}, env_file=None), model_threads=0, detect_timeout_seconds=3)
     spec = detect_procs.Spec(replace(settings, database_url=""))
     pool = detect_procs.LanePool(spec, 1)
     photo = str(sorted((faces_dev / "Al_Gore").glob("*.jpg"))[0])
@@ -107,15 +108,16 @@ def test_a_lane_process_that_dies_fails_its_photo_alone_and_the_next_photo_gets_
         assert timings.seconds["decode"] > 0 and timings.seconds["detect"] > 0
         (pid,) = _lane_pids() - before
 
-        def die_on_the_next_photo(sig: int, stop: StopFlag | None):
+        def die_on_the_next_photo(sig: int | None, stop: StopFlag | None):
             os.kill(pid, signal.SIGSTOP)  # it cannot answer before it is killed
             outcome: list = []
             worker = threading.Thread(target=lambda: outcome.append(
                 pool.run(ClaimedItem(2, 2, photo), tmp_path / "t", None, timings, stop)))
             worker.start()
             time.sleep(0.5)
-            os.kill(pid, sig)
-            os.kill(pid, signal.SIGCONT)
+            if sig is not None:  # else it hangs (stopped) until the time limit
+                os.kill(pid, sig)
+                os.kill(pid, signal.SIGCONT)
             worker.join(30)
             assert not worker.is_alive()
             return outcome[0]
@@ -133,6 +135,14 @@ def test_a_lane_process_that_dies_fails_its_photo_alone_and_the_next_photo_gets_
         stop = StopFlag()
         stop.set()
         assert die_on_the_next_photo(signal.SIGKILL, stop) is None
+        assert pool.run(ClaimedItem(5, 5, photo), tmp_path / "t", None, timings, None).faces
+        (pid,) = _lane_pids() - before
+        started = time.monotonic()
+        hung = die_on_the_next_photo(None, None)  # never answers: stopped after 3 s
+        assert 2.5 < time.monotonic() - started < 20 and not _lane_pids() - before
+        assert isinstance(hung, Problem) and hung.error == (
+            "the detection process took more than 3 s on this image and was stopped (DETECT_TIMEOUT_SECONDS)")
+        assert pool.run(ClaimedItem(6, 6, photo), tmp_path / "t", None, timings, None).faces
     finally:
         pool.close()
     assert not _lane_pids() - before  # closed: no process left behind
