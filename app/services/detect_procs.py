@@ -82,7 +82,10 @@ class LaneProcess:
             if not self.conn.poll(START_SECONDS):
                 self.close()
                 raise LaneStartError(f"a detection lane process did not start within {START_SECONDS:.0f} s")
-            kind, detail = self.conn.recv()
+            try:
+                kind, detail = self.conn.recv()
+            except (EOFError, OSError):  # it died while starting: not this photo's fault
+                kind, detail = "failed", self.ending()[0]
             if kind != "ready":
                 self.close()
                 raise LaneStartError(f"a detection lane process could not start: {detail}")
@@ -147,6 +150,9 @@ class LanePool:
             limit = self.spec.settings.detect_timeout_seconds
             try:
                 outcome, seconds, records = lane.call((item, thumbnail_path, cropper), limit)
+            except LaneStartError:
+                lane = None
+                raise
             except TimeoutError:
                 lane.ending()
                 lane = None

@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import multiprocessing
+import pytest
 from PIL import Image
 from sqlalchemy import select
 
@@ -146,3 +147,16 @@ def test_a_lane_process_that_dies_or_hangs_fails_its_photo_alone_and_the_next_ph
     finally:
         pool.close()
     assert not _lane_pids() - before  # closed: no process left behind
+
+
+def test_a_lane_process_that_cannot_start_ends_the_run_instead_of_failing_photos(tmp_path, faces_dev):
+    settings = replace(load_settings({}, env_file=None), detector="no-such-detector")
+    pool = detect_procs.LanePool(detect_procs.Spec(settings), 1)
+    photo = str(sorted((faces_dev / "Al_Gore").glob("*.jpg"))[0])
+    before = _lane_pids()
+    try:
+        with pytest.raises(detect_procs.LaneStartError, match="could not start: ValueError: unknown detector"):
+            pool.run(ClaimedItem(1, 1, photo), tmp_path / "t", None, Timings(), None)
+        assert not _lane_pids() - before
+    finally:
+        pool.close()
