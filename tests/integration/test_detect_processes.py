@@ -3,6 +3,7 @@ thumbnails and embedding crops are exactly those of the lanes as threads; log li
 lane processes reach the worker's log; a lane process that dies or hangs fails its photo
 alone (or hands it back when told to stop) and the next photo gets a new process. Real detector,
 real photos, the real database."""
+import multiprocessing
 import os
 import signal
 import threading
@@ -10,7 +11,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import multiprocessing
 import pytest
 from PIL import Image
 from sqlalchemy import select
