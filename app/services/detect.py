@@ -232,9 +232,10 @@ class PhotoSteps:
         # A backend that cannot give each lane a session of its own is called by one lane
         # at a time (decoding and pixel work still overlap it).
         self._model_turn = threading.Lock() if self.detector is detector else nullcontext()
-        # With a cropper (--all, --automate), the crops for the embedders are cut from the
-        # image decoded here, which saves the embedding stage a second decode.
-        self.cropper = cropper if settings.embed_at_detection_min_px > 0 else None
+        # With a cropper (--all, --automate, when EMBED_AT_DETECTION_MIN_PX is above 0: the
+        # stage decides), the crops for the embedders are cut from the image decoded here,
+        # which saves the embedding stage a second decode.
+        self.cropper = cropper
         self.settings = settings
         self.thumbnail_path = settings.thumbnail_path
         self.opts = analyze_options(settings)
@@ -337,9 +338,6 @@ class DetectionStage:
         self.timings = self.photos.timings  # step -> seconds, summed over the lanes
         self._lock = threading.Lock()  # the lanes share the video encoder
 
-    def _time(self, step: str, since: float) -> None:
-        self.timings.since(step, since)
-
     def describe(self, item_id: int) -> str:
         return f"item {item_id} ({self.paths.get(item_id, '?')})"
 
@@ -373,7 +371,7 @@ class DetectionStage:
             started = time.perf_counter()
             with self._video_turn:
                 outcome = self._video(item, self.stop)
-            self._time("video", started)
+            self.timings.since("video", started)
             return outcome
         return self.photos.model(item, ready)
 
@@ -396,7 +394,7 @@ class DetectionStage:
             log.warning("embedding at detection failed (%s); left to the embedding stage", first_line(exc))
             return
         finally:
-            self._time("embed", started)
+            self.timings.since("embed", started)
         for d, v in zip(todo, vectors):
             d.vectors, d.crop = v, None
 
@@ -512,7 +510,7 @@ class DetectionStage:
         media_repo.store_meta(session, {r.item.media_file_id: r.meta for r in results if r.meta is not None})
         media_repo.mark_done(session, done, utcnow())
         outbox.enqueue_media(session, changed)
-        self._time("store", started)
+        self.timings.since("store", started)
 
     def _encoder_of(self, d: Detection) -> FaceEncoder:
         return self.video_encoder if d.frame is not None else self.encoder

@@ -33,7 +33,7 @@ import multiprocessing
 import queue
 import signal
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -50,24 +50,15 @@ _SPAWN = multiprocessing.get_context("spawn")
 START_SECONDS = 120.0  # a process that is not ready by then (imports, model) is a failure
 
 
-@dataclass(frozen=True)
-class Spec:
-    """What a lane process is made from: the settings, without the per-run ones (database,
-    worker id, thumbnail folder), which come with each photo (thumbnail folder, how faces
-    are cut for the embedders) or are not needed there."""
-
-    settings: Settings
-
-
 class LaneStartError(RuntimeError):
     """A lane process could not start (it loads the same model the worker loaded, so this
     is the machine's fault, not a photo's): the run ends and its rows are handed back."""
 
 
 class LaneProcess:
-    def __init__(self, spec: Spec):
+    def __init__(self, settings: Settings):
         self.conn, child = _SPAWN.Pipe()
-        self.process = _SPAWN.Process(target=serve, args=(child, spec), name="detect-lane", daemon=True)
+        self.process = _SPAWN.Process(target=serve, args=(child, settings), name="detect-lane", daemon=True)
         self.process.start()
         child.close()
         self.ready = False
@@ -128,8 +119,10 @@ class LaneProcess:
 class LanePool:
     """`count` lane processes, each used by one lane thread at a time."""
 
-    def __init__(self, spec: Spec, count: int):
-        self.spec, self.count = spec, count
+    def __init__(self, settings: Settings, count: int):
+        # the settings without the per-run ones (pool_for): the thumbnail folder and how
+        # faces are cut for the embedders come with each photo
+        self.settings, self.count = settings, count
         self.idle: queue.SimpleQueue[LaneProcess | None] = queue.SimpleQueue()  # None: not started
         for _ in range(count):
             self.idle.put(None)
@@ -146,8 +139,8 @@ class LanePool:
                 lane.close()
                 lane = None
             if lane is None:
-                lane = LaneProcess(self.spec)
-            limit = self.spec.settings.detect_timeout_seconds
+                lane = LaneProcess(self.settings)
+            limit = self.settings.detect_timeout_seconds
             try:
                 outcome, seconds, records = lane.call((item, thumbnail_path, cropper), limit)
             except LaneStartError:
@@ -194,13 +187,15 @@ def pool_for(detector: Detector, settings: Settings, lanes: int) -> LanePool | N
     global _pool
     if not settings.detect_processes or getattr(detector, "setting", None) != settings.detector:
         return None
-    spec = Spec(replace(settings, database_url="", worker_id="", thumbnail_path=Path("."), publish_token=None))
+    # the per-run settings blanked (the database and its password never travel to the
+    # processes), so that one pool serves every run of a worker
+    own = replace(settings, database_url="", worker_id="", thumbnail_path=Path("."), publish_token=None)
     with _pool_lock:
-        if _pool is not None and (_pool.spec != spec or _pool.count != lanes):
+        if _pool is not None and (_pool.settings != own or _pool.count != lanes):
             _pool.close()
             _pool = None
         if _pool is None:
-            _pool = LanePool(spec, lanes)
+            _pool = LanePool(own, lanes)
         return _pool
 
 
@@ -234,19 +229,19 @@ class _Records(logging.Handler):
         return out
 
 
-def serve(conn, spec: Spec) -> None:
+def serve(conn, settings: Settings) -> None:
     """A lane process: load the detector, then do each photo sent until told to stop (None)
     or the worker is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the worker, which stops in order
     records = _Records()
     root = logging.getLogger()
     root.handlers[:] = [records]
-    root.setLevel(spec.settings.log_level)
+    root.setLevel(settings.log_level)
     try:
         from app.inference.registry import make_detector
         from app.services.detect import PhotoSteps, Timings
 
-        s = spec.settings
+        s = settings
         steps = PhotoSteps(make_detector(s.detector, s.model_threads), s)
         steps.detector.load()
         steps.detector.detect([np.zeros((64, 64, 3), np.uint8)], 1.0)  # its first call's set-up, now

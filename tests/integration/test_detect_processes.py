@@ -98,8 +98,7 @@ def _lane_pids() -> set[int]:
 def test_a_lane_process_that_dies_or_hangs_fails_its_photo_alone_and_the_next_photo_gets_a_new_one(
         tmp_path, faces_dev):
     settings = replace(load_settings({}, env_file=None), model_threads=0, detect_timeout_seconds=3)
-    spec = detect_procs.Spec(replace(settings, database_url=""))
-    pool = detect_procs.LanePool(spec, 1)
+    pool = detect_procs.LanePool(replace(settings, database_url=""), 1)
     photo = str(sorted((faces_dev / "Al_Gore").glob("*.jpg"))[0])
     timings = Timings()
     before = _lane_pids()
@@ -151,7 +150,7 @@ def test_a_lane_process_that_dies_or_hangs_fails_its_photo_alone_and_the_next_ph
 
 def test_a_lane_process_that_cannot_start_ends_the_run_instead_of_failing_photos(tmp_path, faces_dev):
     settings = replace(load_settings({}, env_file=None), detector="no-such-detector")
-    pool = detect_procs.LanePool(detect_procs.Spec(settings), 1)
+    pool = detect_procs.LanePool(settings, 1)
     photo = str(sorted((faces_dev / "Al_Gore").glob("*.jpg"))[0])
     before = _lane_pids()
     try:

@@ -28,11 +28,11 @@ class Wrapped:
 def test_one_pool_serves_runs_that_differ_only_in_database_worker_and_thumbnail_folder(settings):
     detector = make_detector("retinaface-mobilenet")
     pool = detect_procs.pool_for(detector, settings, 2)
-    assert pool is not None and pool.count == 2 and pool.spec.settings.database_url == ""
+    assert pool is not None and pool.count == 2 and pool.settings.database_url == ""
     other_run = replace(settings, database_url="postgresql://u:secret@h/db", worker_id="w2",
                         thumbnail_path=Path("/b"))
     assert detect_procs.pool_for(detector, other_run, 2) is pool
-    assert "secret" not in repr(pool.spec)  # the password never travels to the processes
+    assert "secret" not in repr(pool.settings)  # the password never travels to the processes
     # what the processes work with changed: a new pool
     for changed, lanes in ((replace(settings, detect_max_side=640), 2), (settings, 3)):
         new = detect_procs.pool_for(detector, changed, lanes)
