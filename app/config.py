@@ -21,6 +21,9 @@ from app.inference.names import DETECTORS, EMBEDDERS, FACENETS
 __all__ = ["Settings", "SettingsError", "load_settings", "ENV_FIELDS", "URL_NAMES"]
 
 
+WEB_TOKEN_MIN_LENGTH = 16
+
+
 def default_sqlite_url(data_dir: Path) -> str:
     return f"sqlite:///{(data_dir / 'faces.db').as_posix()}"
 
@@ -199,6 +202,12 @@ class Settings:
     # --serve: the review page's login token. Required to bind anything but a loopback
     # address; when set, every page asks for it once (then a cookie). Never logged.
     web_token: str | None = field(default=None, repr=False)
+    # --serve: host names the page answers to besides the address it is bound to and the
+    # localhost forms (a proxy's public name, say); any other Host header is refused, so a
+    # hostile page cannot reach the server through DNS rebinding. "*" accepts any.
+    web_allowed_hosts: tuple[str, ...] = ()
+    # --serve with WEB_TOKEN: how long a login lasts (a signed, expiring session cookie).
+    web_session_hours: float = 12.0
     # Video: one frame is sampled every VIDEO_FRAME_INTERVAL_SECONDS, at most
     # VIDEO_MAX_FRAMES per video (the interval grows for longer videos, so a 2-hour film
     # is sampled over its whole length); the same face in consecutive samples is one
@@ -307,6 +316,21 @@ def _header_token(text: str) -> str:
     return token
 
 
+def _web_token(text: str) -> str:
+    token = text.strip()
+    if len(token) < WEB_TOKEN_MIN_LENGTH:
+        raise ValueError(f"must be at least {WEB_TOKEN_MIN_LENGTH} characters (a short token is guessed quickly)")
+    return token
+
+
+def _host_list(text: str) -> tuple[str, ...]:
+    hosts = tuple(h.strip().lower() for h in text.split(",") if h.strip())
+    for host in hosts:
+        if host != "*" and not re.fullmatch(r"[a-z0-9.\-\[\]:]+", host):
+            raise ValueError(f"{host!r} is not a host name (a comma-separated list of names, or *)")
+    return hosts
+
+
 def _nonempty(text: str) -> str:
     if not text.strip():
         raise ValueError("must not be empty")
@@ -373,7 +397,9 @@ ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "EXPORT_CHIP_SIZE": ("export_chip_size", _number(int, 16, 2048)),
     "EXPORT_CHIP_MARGIN": ("export_chip_margin", _number(float, 0, 2)),
     "EXPORT_AUTHOR": ("export_author", _nonempty),
-    "WEB_TOKEN": ("web_token", _nonempty),
+    "WEB_TOKEN": ("web_token", _web_token),
+    "WEB_ALLOWED_HOSTS": ("web_allowed_hosts", _host_list),
+    "WEB_SESSION_HOURS": ("web_session_hours", _number(float, 0.01, 24 * 30)),
     "VIDEO_FRAME_INTERVAL_SECONDS": ("video_frame_interval_seconds", _positive_float),
     "VIDEO_MAX_FRAMES": ("video_max_frames", _positive_int),
     "VIDEO_FACES_PER_TRACK": ("video_faces_per_track", _positive_int),

@@ -54,6 +54,6 @@ def test_web_token_is_never_shown_in_settings(monkeypatch, tmp_path):
     from app.config import load_settings
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("WEB_TOKEN", "s3cret-value")
+    monkeypatch.setenv("WEB_TOKEN", "s3cret-value-long-enough")
     settings = load_settings()
-    assert settings.web_token == "s3cret-value" and "s3cret-value" not in repr(settings)
+    assert settings.web_token == "s3cret-value-long-enough" and "s3cret-value-long-enough" not in repr(settings)
