@@ -5,6 +5,7 @@ lists the same names; `tests/unit/test_config.py` checks the two agree.
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 import socket
@@ -237,36 +238,47 @@ class Settings:
         return self.database_url.startswith("sqlite")
 
 
-def _number(kind: type, low: float | None = None, high: float | None = None,
-            low_inclusive: bool = True) -> Callable[[str], Any]:
-    """A parser for an int or float setting within bounds; its error says the bounds."""
+def _number(kind: type, low: float, high: float, low_inclusive: bool = True) -> Callable[[str], Any]:
+    """A parser for an int or float setting within bounds; its error says the bounds.
+
+    Every number has both bounds, and a float must be finite: `nan` passes every
+    comparison (DETECT_MIN_SCORE=nan once dropped every face and marked the photos done)
+    and `inf` turns a timeout or a wait into forever.
+    """
     noun = "a whole number" if kind is int else "a number"
-    parts = []
-    if low is not None:
-        parts.append(f"{'>=' if low_inclusive else '>'} {low:g}")
-    if high is not None:
-        parts.append(f"<= {high:g}")
-    message = f"must be {noun}" + (" " + " and ".join(parts) if parts else "")
+    message = f"must be {noun} {'>=' if low_inclusive else '>'} {_shown(low)} and <= {_shown(high)}"
 
     def parse(text: str) -> Any:
         try:
             value = kind(text)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise ValueError(message) from None
-        too_low = low is not None and (value < low if low_inclusive else value <= low)
-        if too_low or (high is not None and value > high):
+        if not math.isfinite(value):
+            raise ValueError(message)
+        too_low = value < low if low_inclusive else value <= low
+        if too_low or value > high:
             raise ValueError(message)
         return value
 
+    parse.accepts = message.removeprefix("must be ")  # type: ignore[attr-defined]
     return parse
 
 
-_positive_int = _number(int, 0, low_inclusive=False)
-_non_negative_int = _number(int, 0)
-_positive_float = _number(float, 0, low_inclusive=False)
-_non_negative_float = _number(float, 0)
-_fraction = _number(float, 0, 1)
-_cosine = _number(float, -1, 1)
+def _shown(bound: float) -> str:
+    return f"{int(bound):,}" if float(bound).is_integer() else f"{bound:g}"
+
+
+def _int(low: int, high: int) -> Callable[[str], Any]:
+    return _number(int, low, high)
+
+
+def _float(low: float, high: float, low_inclusive: bool = True) -> Callable[[str], Any]:
+    return _number(float, low, high, low_inclusive)
+
+
+DAY = 24 * 3600
+_fraction = _float(0, 1)
+_cosine = _float(-1, 1)
 
 
 def _bool(text: str) -> bool:
@@ -288,6 +300,7 @@ def _choice(*options: str) -> Callable[[str], str]:
         except KeyError:
             raise ValueError(f"must be one of {', '.join(options)}") from None
 
+    parse.accepts = f"one of {', '.join(options)}"  # type: ignore[attr-defined]
     return parse
 
 
@@ -342,77 +355,111 @@ ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "THUMBNAIL_SAVE_PATH": ("thumbnail_path", Path),
     "LOG_DIR": ("log_dir", Path),
     "LOG_LEVEL": ("log_level", _choice("DEBUG", "INFO", "WARNING", "ERROR")),
-    "DETECT_BATCH_SIZE": ("detect_batch_size", _positive_int),
+    "DETECT_BATCH_SIZE": ("detect_batch_size", _int(1, 10_000)),
     "DETECTOR": ("detector", _choice(*DETECTORS)),
-    "DETECT_MAX_SIDE": ("detect_max_side", _positive_int),
+    "DETECT_MAX_SIDE": ("detect_max_side", _int(64, 16_384)),
     "DETECT_MIN_SCORE": ("detect_min_score", _fraction),
     "MIN_FACE_SCORE": ("min_face_score", _fraction),
-    "MIN_FACE_SIZE": ("min_face_size", _non_negative_int),
-    "MIN_BLUR": ("min_blur", _non_negative_float),
-    "MAX_IMAGE_PIXELS": ("max_image_pixels", _positive_int),
-    "THUMBNAIL_SIZE": ("thumbnail_size", _positive_int),
+    "MIN_FACE_SIZE": ("min_face_size", _int(0, 10_000)),
+    "MIN_BLUR": ("min_blur", _float(0, 100_000)),
+    "MAX_IMAGE_PIXELS": ("max_image_pixels", _int(1, 2_000_000_000)),
+    "THUMBNAIL_SIZE": ("thumbnail_size", _int(16, 1024)),
     "THUMBNAIL_MARGIN": ("thumbnail_margin", _fraction),
-    "THUMBNAIL_SWEEP_FILES": ("thumbnail_sweep_files", _positive_int),
+    "THUMBNAIL_SWEEP_FILES": ("thumbnail_sweep_files", _int(1, 10_000_000)),
     "DEVICE_ID_PATTERN": ("device_id_pattern", _regex),
-    "MODEL_THREADS": ("model_threads", _non_negative_int),
+    "MODEL_THREADS": ("model_threads", _int(0, 256)),
     "DETECT_PROCESSES": ("detect_processes", _bool),
-    "DETECT_TIMEOUT_SECONDS": ("detect_timeout_seconds", _positive_int),
+    "DETECT_TIMEOUT_SECONDS": ("detect_timeout_seconds", _int(1, DAY)),
     "EMBEDDER": ("embedder", _choice(*EMBEDDERS)),
     "FACENET": ("facenet", _choice(*FACENETS)),
-    "EMBED_BATCH_SIZE": ("embed_batch_size", _positive_int),
+    "EMBED_BATCH_SIZE": ("embed_batch_size", _int(1, 4096)),
     "EMBED_CROP_MARGIN": ("embed_crop_margin", _fraction),
     "EMBED_FLIP": ("embed_flip", _bool),
-    "EMBED_AT_DETECTION_MIN_PX": ("embed_at_detection_min_px", _non_negative_int),
+    "EMBED_AT_DETECTION_MIN_PX": ("embed_at_detection_min_px", _int(0, 100_000)),
     "MATCH_THRESHOLD": ("match_threshold", _cosine),
     "CLUSTER_ALGORITHM": ("cluster_algorithm", _choice("linkage", "hdbscan", "dbscan")),
     "LINK_THRESHOLD": ("link_threshold", _cosine),
     "LINK_PAIR_THRESHOLD": ("link_pair_threshold", _cosine),
     "LINK_JOIN_THRESHOLD": ("link_join_threshold", _cosine),
-    "LINK_MIN_SIZE": ("link_min_size", _number(int, 2)),
-    "LINK_NEIGHBOURS": ("link_neighbours", _positive_int),
-    "SPLIT_MARGIN": ("split_margin", _cosine),
+    "LINK_MIN_SIZE": ("link_min_size", _int(2, 1000)),
+    "LINK_NEIGHBOURS": ("link_neighbours", _int(1, 1000)),
+    "SPLIT_MARGIN": ("split_margin", _fraction),
     "CLUSTER_USE_UMAP": ("cluster_use_umap", _bool),
-    "UMAP_N_NEIGHBORS": ("umap_n_neighbors", _number(int, 2)),
-    "UMAP_N_COMPONENTS": ("umap_n_components", _number(int, 2)),
-    "UMAP_MIN_DIST": ("umap_min_dist", _non_negative_float),
-    "RANDOM_STATE": ("random_state", _non_negative_int),
-    "DBSCAN_EPS": ("dbscan_eps", _positive_float),
-    "DBSCAN_MIN_SAMPLES": ("dbscan_min_samples", _positive_int),
-    "HDBSCAN_MIN_CLUSTER_SIZE": ("hdbscan_min_cluster_size", _number(int, 2)),
-    "HDBSCAN_MIN_SAMPLES": ("hdbscan_min_samples", _positive_int),
-    "HDBSCAN_EPSILON": ("hdbscan_epsilon", _non_negative_float),
-    "HDBSCAN_UMAP_EPSILON": ("hdbscan_umap_epsilon", _non_negative_float),
-    "CLUSTER_RAW_LIMIT": ("cluster_raw_limit", _positive_int),
-    "EXEMPLARS_PER_PERSON": ("exemplars_per_person", _positive_int),
-    "LARGE_LIBRARY_FACES": ("large_library_faces", _positive_int),
-    "LEASE_SECONDS": ("lease_seconds", _positive_int),
-    "MAX_ATTEMPTS": ("max_attempts", _positive_int),
-    "RETRY_DELAY_SECONDS": ("retry_delay_seconds", _non_negative_int),
-    "WATCH_INTERVAL_SECONDS": ("watch_interval_seconds", _positive_float),
-    "AUTOMATE_INTERVAL_MINUTES": ("automate_interval_minutes", _positive_float),
+    "UMAP_N_NEIGHBORS": ("umap_n_neighbors", _int(2, 1000)),
+    "UMAP_N_COMPONENTS": ("umap_n_components", _int(2, 512)),
+    "UMAP_MIN_DIST": ("umap_min_dist", _float(0, 10)),
+    "RANDOM_STATE": ("random_state", _int(0, 2**32 - 1)),
+    "DBSCAN_EPS": ("dbscan_eps", _float(0, 100, low_inclusive=False)),
+    "DBSCAN_MIN_SAMPLES": ("dbscan_min_samples", _int(1, 10_000)),
+    "HDBSCAN_MIN_CLUSTER_SIZE": ("hdbscan_min_cluster_size", _int(2, 10_000)),
+    "HDBSCAN_MIN_SAMPLES": ("hdbscan_min_samples", _int(1, 10_000)),
+    "HDBSCAN_EPSILON": ("hdbscan_epsilon", _float(0, 2)),
+    "HDBSCAN_UMAP_EPSILON": ("hdbscan_umap_epsilon", _float(0, 100)),
+    "CLUSTER_RAW_LIMIT": ("cluster_raw_limit", _int(1, 100_000_000)),
+    "EXEMPLARS_PER_PERSON": ("exemplars_per_person", _int(1, 10_000)),
+    "LARGE_LIBRARY_FACES": ("large_library_faces", _int(1, 10_000_000_000)),
+    "LEASE_SECONDS": ("lease_seconds", _int(10, 7 * DAY)),
+    "MAX_ATTEMPTS": ("max_attempts", _int(1, 100)),
+    "RETRY_DELAY_SECONDS": ("retry_delay_seconds", _int(0, 30 * DAY)),
+    "WATCH_INTERVAL_SECONDS": ("watch_interval_seconds", _float(0, DAY, low_inclusive=False)),
+    "AUTOMATE_INTERVAL_MINUTES": ("automate_interval_minutes", _float(0, 7 * 24 * 60, low_inclusive=False)),
     "WORKER_ID": ("worker_id", _nonempty),
-    "BEST_N": ("best_n", _positive_int),
+    "BEST_N": ("best_n", _int(1, 1000)),
     "BEST_MAX_SIMILARITY": ("best_max_similarity", _cosine),
     "BEST_SAME_DAY_IOU": ("best_same_day_iou", _fraction),
-    "EXPORT_CHIP_SIZE": ("export_chip_size", _number(int, 16, 2048)),
-    "EXPORT_CHIP_MARGIN": ("export_chip_margin", _number(float, 0, 2)),
+    "EXPORT_CHIP_SIZE": ("export_chip_size", _int(16, 2048)),
+    "EXPORT_CHIP_MARGIN": ("export_chip_margin", _float(0, 2)),
     "EXPORT_AUTHOR": ("export_author", _nonempty),
     "WEB_TOKEN": ("web_token", _web_token),
     "WEB_ALLOWED_HOSTS": ("web_allowed_hosts", _host_list),
-    "WEB_SESSION_HOURS": ("web_session_hours", _number(float, 0.01, 24 * 30)),
-    "VIDEO_FRAME_INTERVAL_SECONDS": ("video_frame_interval_seconds", _positive_float),
-    "VIDEO_MAX_FRAMES": ("video_max_frames", _positive_int),
-    "VIDEO_FACES_PER_TRACK": ("video_faces_per_track", _positive_int),
+    "WEB_SESSION_HOURS": ("web_session_hours", _float(0.01, 24 * 30)),
+    "VIDEO_FRAME_INTERVAL_SECONDS": ("video_frame_interval_seconds", _float(0, 3600, low_inclusive=False)),
+    "VIDEO_MAX_FRAMES": ("video_max_frames", _int(1, 100_000)),
+    "VIDEO_FACES_PER_TRACK": ("video_faces_per_track", _int(1, 1000)),
     "VIDEO_TRACK_IOU": ("video_track_iou", _fraction),
     "VIDEO_TRACK_SIMILARITY": ("video_track_similarity", _cosine),
     "PUBLISH_URL": ("publish_url", _http_url),
     "PUBLISH_TOKEN": ("publish_token", _header_token),
-    "PUBLISH_MAX_ATTEMPTS": ("publish_max_attempts", _positive_int),
-    "PUBLISH_BACKOFF_SECONDS": ("publish_backoff_seconds", _non_negative_float),
-    "PUBLISH_TIMEOUT_SECONDS": ("publish_timeout_seconds", _positive_float),
-    "PUBLISH_BATCH_SIZE": ("publish_batch_size", _positive_int),
+    "PUBLISH_MAX_ATTEMPTS": ("publish_max_attempts", _int(1, 1000)),
+    "PUBLISH_BACKOFF_SECONDS": ("publish_backoff_seconds", _float(0, 3600)),
+    "PUBLISH_TIMEOUT_SECONDS": ("publish_timeout_seconds", _float(0, 600, low_inclusive=False)),
+    "PUBLISH_BATCH_SIZE": ("publish_batch_size", _int(1, 10_000)),
 }
 SECRET_NAMES = frozenset({"WEB_TOKEN", "PUBLISH_TOKEN"})
+_ACCEPTS: dict[Any, str] = {
+    Path: "a path",
+    _bool: "true or false",
+    _regex: "a regular expression",
+    _http_url: "an http:// or https:// URL",
+    _header_token: "printable ASCII without spaces",
+    _nonempty: "text, not empty",
+    _web_token: f"at least {WEB_TOKEN_MIN_LENGTH} characters",
+    _host_list: "host names, comma-separated, or *",
+}
+
+
+def accepts(name: str) -> str:
+    """What a setting accepts, in words: the one statement of its bounds."""
+    parse = ENV_FIELDS[name][1]
+    return getattr(parse, "accepts", None) or _ACCEPTS[parse]
+
+
+def reference() -> str:
+    """The table of every setting, its default and what it accepts (docs/settings.md)."""
+    defaults = {f.name: f.default for f in fields(Settings)}
+    lines = ["| setting | default | accepts |", "| --- | --- | --- |"]
+    for name, (attr, _) in ENV_FIELDS.items():
+        default = defaults.get(attr)
+        if isinstance(default, bool):
+            shown = f"`{str(default).lower()}`"
+        elif isinstance(default, tuple):
+            shown = f"`{','.join(default)}`" if default else "(none)"
+        elif isinstance(default, (int, float, str, Path)):
+            shown = f"`{default}`"
+        else:  # None, or made at start (WORKER_ID: host:pid)
+            shown = "(none)" if default is None else "(made at start)"
+        lines.append(f"| `{name}` | {shown} | {accepts(name)} |")
+    return "\n".join(lines) + "\n"
 URL_NAMES = ("DATABASE_URL", "SQL_CONNECTION_STRING")  # the second is the original manual's name
 
 
@@ -467,3 +514,17 @@ def load_settings(
     if unknown:
         raise SettingsError(f"unknown settings: {', '.join(sorted(unknown))}")
     return Settings(**values)
+
+
+PAGE_HEAD = """# Settings
+
+Every setting, its default and the values it accepts, generated from `app/config.py`
+(`python -m app.config > docs/settings.md`; a unit test checks this page is current).
+Settings come from the environment and `.env`; `.env.example` says what each one does.
+A value outside its bounds, or a number that is not finite (`nan`, `inf`), stops the
+worker at start with one line naming the setting and its bounds (exit 2).
+
+"""
+
+if __name__ == "__main__":
+    print(PAGE_HEAD + reference(), end="")

@@ -25,7 +25,7 @@ def test_bad_setting_is_one_line_and_exit_2(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("MAX_ATTEMPTS", "many")
     assert cli.main(["--status"]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == "config error: MAX_ATTEMPTS='many': must be a whole number > 0"
+    assert err.strip() == "config error: MAX_ATTEMPTS='many': must be a whole number >= 1 and <= 100"
 
 
 def test_missing_ingest_folder_exits_2_before_touching_a_database(monkeypatch, capsys, tmp_path):

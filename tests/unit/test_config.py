@@ -1,9 +1,10 @@
 import re
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
-from app.config import ENV_FIELDS, URL_NAMES, Settings, SettingsError, load_settings
+from app.config import ENV_FIELDS, URL_NAMES, Settings, SettingsError, accepts, load_settings, reference
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -114,3 +115,49 @@ def test_mask_hides_passwords_in_any_form():
     for text in ("postgresql://u:pa@ss:w@rd@h/db", "Server=x;Password=pa;ss;", "x password='pa ss' y",
                  "postgresql://u@h/db?password=pass"):
         assert "pa" not in mask(text).replace("password", "").replace("Password", ""), mask(text)
+
+
+NUMBERS = [name for name in ENV_FIELDS if "number" in accepts(name)]
+
+
+def test_every_number_states_both_bounds():
+    assert len(NUMBERS) > 40
+    for name in NUMBERS:
+        assert re.fullmatch(r"a (whole )?number >=? \S+ and <= \S+", accepts(name)), name
+
+
+@pytest.mark.parametrize("name", NUMBERS)
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e400", "99999999999999999999999"])
+def test_non_finite_and_huge_numbers_are_refused(name, value):
+    with pytest.raises(SettingsError, match=f"{name}=.*must be a (whole )?number"):
+        load_settings({name: value}, env_file=None)
+
+
+@pytest.mark.parametrize("name,value", [
+    # each of these passed before and then lost work (issue 27)
+    ("DETECT_MIN_SCORE", "nan"), ("LINK_THRESHOLD", "nan"), ("PUBLISH_TIMEOUT_SECONDS", "inf"),
+    ("PUBLISH_BACKOFF_SECONDS", "nan"), ("THUMBNAIL_SIZE", "99999999"), ("LEASE_SECONDS", "100000000000000000000"),
+    ("WATCH_INTERVAL_SECONDS", "inf"),
+])
+def test_settings_that_lost_work_are_refused_at_start_with_one_line(name, value, monkeypatch, capsys, tmp_path):
+    from app import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(name, value)
+    assert cli.main(["--db"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"config error: {name}=") and "<=" in err
+    assert not (tmp_path / "data").exists()  # refused before any database or folder was made
+
+
+def test_every_default_is_within_its_bounds():
+    defaults = {f.name: f.default for f in fields(Settings)}
+    for name in NUMBERS:
+        attr, parse = ENV_FIELDS[name]
+        if defaults[attr] is not None:
+            assert parse(str(defaults[attr])) == defaults[attr], name
+
+
+def test_the_settings_reference_page_is_the_generated_table():
+    page = (ROOT / "docs" / "settings.md").read_text()
+    assert reference() in page, "docs/settings.md is out of date: python -m app.config > docs/settings.md"
