@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run detection then recognition once")
     modes.add_argument("--automate", action="store_true",
                        help="run detection + recognition on a schedule until stopped")
-    modes.add_argument("--ingest", metavar="DIR", type=Path,
+    modes.add_argument("--ingest", metavar="DIR",  # text: Path("") would be the current folder
                        help="register every image and video file under DIR (recursively) that is not registered yet")
     modes.add_argument("--publish", action="store_true",
                        help="post every pending result event to PUBLISH_URL (retrying as configured), then exit")
@@ -128,7 +128,9 @@ def _worker(settings: Settings) -> Iterator[Context]:
 def run_ingest(settings: Settings, args: argparse.Namespace) -> int:
     from app.services.ingest import ingest_folder
 
-    folder = args.ingest.expanduser()
+    if not args.ingest.strip():
+        raise UsageError("--ingest: the folder name is empty; give the folder to register (\".\" for this one)")
+    folder = Path(args.ingest).expanduser()
     if not folder.exists():
         raise UsageError(f"--ingest: folder does not exist: {folder}")
     if not folder.is_dir():
