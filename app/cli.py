@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import cli_persons
-from app.config import Settings, load_settings
+from app.config import Settings, default_sqlite_url, load_settings
 from app.db import schema
 from app.db.engine import make_engine, session_factory
 from app.db.types import utcnow
@@ -25,6 +26,7 @@ from app.db.url import display, mask
 from app.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, AppError, SettingsError, UsageError, first_line
 from app.logs import setup_logging
 from app.stopping import StopFlag
+from app.text import EscapingStream, printable
 from app.worker.sqlite_lock import single_worker
 from app.worker.stop import stop_on_signals
 
@@ -64,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run detection + recognition on a schedule until stopped")
     modes.add_argument("--ingest", metavar="DIR",  # text: Path("") would be the current folder
                        help="register every image and video file under DIR (recursively) that is not registered yet")
+    p.add_argument("--follow-links", action="store_true",
+                   help="with --ingest: also walk folders reached through symbolic links (each folder once)")
     modes.add_argument("--publish", action="store_true",
                        help="post every pending result event to PUBLISH_URL (retrying as configured), then exit")
     modes.add_argument("--status", action="store_true",
@@ -136,11 +140,20 @@ def run_ingest(settings: Settings, args: argparse.Namespace) -> int:
     if not folder.is_dir():
         raise UsageError(f"--ingest: not a folder: {folder}")
     ctx = _connect(settings)
-    result = ingest_folder(ctx.sessions, folder)
+    result = ingest_folder(ctx.sessions, folder, follow_links=args.follow_links)
+    w = result.walk
+    notes = [
+        (result.too_long, "skipped (path too long)"),
+        (w.file_links, "file links (registered under the link's name)"),
+        (w.dir_links, "folder links not followed (use --follow-links)"),
+        (w.loops, "folder links skipped (a loop, or a folder walked already)"),
+        (w.broken_links, "broken links skipped"),
+        (w.unreadable, "folders could not be read"),
+    ]
     print(
         f"ingested {folder.resolve()}: {result.added} added, {result.skipped} skipped "
         f"(already registered), {result.ignored} ignored (not images or videos)"
-        + (f", {result.too_long} skipped (path too long)" if result.too_long else "")
+        + "".join(f", {n} {what}" for n, what in notes if n)
     )
     return EXIT_OK
 
@@ -186,11 +199,12 @@ def run_status(settings: Settings, args: argparse.Namespace) -> int:
             print(f"latest failed {'media items' if kind == 'media' else 'faces (embedding)'}:")
         for f in shown:
             state = "gave up" if f.final else "will retry"
-            print(f"  {kind} {f.row_id} ({f.file_path}), {f.attempts} attempt(s), {state}: {f.reason}")
+            print(f"  {kind} {f.row_id} ({printable(f.file_path)}), {f.attempts} attempt(s), {state}: "
+                  f"{printable(f.reason)}")
     if failed_events:
         print("latest failed events (publishing):")
     for e in failed_events:
-        print(f"  event {e.event_id} (media file {e.media_file_id}), {e.attempts} attempt(s): {e.reason}")
+        print(f"  event {e.event_id} (media file {e.media_file_id}), {e.attempts} attempt(s): {printable(e.reason)}")
     return EXIT_OK
 
 
@@ -245,7 +259,7 @@ def _detection_summary(report) -> None:
         + (f"; {report.embedded} faces embedded on the way" if report.embedded else "")
     )
     for item_id, reason in report.failures[:20]:
-        print(f"  failed item {item_id}: {reason}")
+        print(f"  failed item {item_id}: {printable(reason)}")
     if len(report.failures) > 20:
         print(f"  ... and {len(report.failures) - 20} more (see logs/face_detection.log)")
 
@@ -446,14 +460,45 @@ def _mode(args: argparse.Namespace) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, run one mode, return its exit code. What it prints goes through
+    EscapingStream: no name, path or reason from outside can drive the terminal."""
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = EscapingStream(out), EscapingStream(err)
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:  # `main.py --persons | head -2`: the reader has gone, not an error
+        _silence(out)
+        return EXIT_OK
+    finally:
+        sys.stdout, sys.stderr = out, err
+
+
+def _silence(stream) -> None:
+    """Point a closed pipe's file descriptor at /dev/null, so that the interpreter's last
+    flush at exit does not fail again with a traceback."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, stream.fileno())
+    except (OSError, ValueError, AttributeError):  # no file descriptor (a test's capture)
+        pass
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 on bad usage
     try:
         mode = _mode(args)
     except UsageError as exc:
         parser.error(str(exc))  # exits 2, like argparse's own errors
+    if args.database_url is not None and not args.database_url.strip():
+        print("error: --database-url is empty: give a database URL, or leave the flag out to use "
+              "DATABASE_URL or the embedded SQLite file", file=sys.stderr)
+        return EXIT_USAGE
     try:
         settings = load_settings(database_url=args.database_url)
+        _check_sqlite_file(settings, mode)
     except SettingsError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -470,3 +515,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _check_sqlite_file(settings: Settings, mode: str) -> None:
+    """Only the default SQLite file (DATA_DIR/faces.db) is made with its folders: a SQLite
+    URL given by hand must name an existing folder (a typo never creates a tree of
+    folders), and a mode that only reads never creates a database it would then report
+    empty."""
+    from sqlalchemy.engine import make_url
+
+    if mode == "test" or not settings.is_sqlite or settings.database_url == default_sqlite_url(settings.data_dir):
+        return
+    name = make_url(settings.database_url).database
+    if not name or name == ":memory:":
+        return
+    path = Path(name)
+    if not path.parent.is_dir():
+        raise SettingsError(f"DATABASE_URL {display(settings.database_url)!r}: the folder {path.parent} "
+                            "does not exist (only the default SQLite file's folder is made)")
+    if mode in READ_ONLY and mode != "test" and not path.exists():
+        raise SettingsError(f"DATABASE_URL {display(settings.database_url)!r}: no database file at {path} "
+                            "(--" + mode + " reads an existing database; run --migrate or a worker mode to make one)")

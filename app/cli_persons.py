@@ -10,6 +10,7 @@ from datetime import datetime
 
 from app.config import Settings
 from app.errors import EXIT_OK, UsageError
+from app.text import printable
 
 UNDO_LAST = "last"
 
@@ -73,6 +74,7 @@ def _json(value) -> None:
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> None:
+    rows = [[printable(c) for c in r] for r in rows]  # a name or path is one cell on one line
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     print("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
     for r in rows:
@@ -108,7 +110,7 @@ def run(ctx_factory, settings: Settings, args: argparse.Namespace, mode: str) ->
             _json({"person": asdict(d.person), "faces": [asdict(f) for f in d.faces], "rejected_faces": d.rejected})
             return EXIT_OK
         p = d.person
-        print(f"person {p.id}: {p.name or '(no name)'}, {p.faces} faces in {p.photos} photos, "
+        print(f"person {p.id}: {printable(p.name or '(no name)')}, {p.faces} faces in {p.photos} photos, "
               f"{'automatic' if p.automatic else 'user'}{', hidden' if p.hidden else ''}; "
               f"{d.rejected} face(s) rejected from it")
         _table(["face", "file", "confidence", "assigned by", "when"],

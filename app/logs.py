@@ -11,6 +11,7 @@ from logging.handlers import RotatingFileHandler
 
 from app.config import Settings
 from app.db.url import mask, password_of
+from app.text import printable, printable_lines
 
 FORMAT = "%(asctime)s %(levelname)s [%(name)s] %(message)s"
 STAGE_FILES = {
@@ -22,11 +23,25 @@ STAGE_FILES = {
 
 class RedactingFormatter(logging.Formatter):
     """Never lets the database password into a log line, tracebacks included: the exact
-    password is replaced, and so is anything that looks like a connection string's."""
+    password is replaced, and so is anything that looks like a connection string's.
+
+    A message is one line whatever it holds: control characters (a newline in a file
+    name, ESC sequences in a person's name) are written as escapes (app/text.py), so no
+    value can forge a line or drive the terminal; a traceback keeps its own line breaks."""
 
     def __init__(self, secrets: list[str]):
         super().__init__(FORMAT)
         self.secrets = [s for s in secrets if s]
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+    def formatException(self, ei) -> str:
+        return printable_lines(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return printable_lines(stack_info)
 
     def format(self, record: logging.LogRecord) -> str:
         text = mask(super().format(record))

@@ -57,3 +57,51 @@ def test_web_token_is_never_shown_in_settings(monkeypatch, tmp_path):
     monkeypatch.setenv("WEB_TOKEN", "s3cret-value-long-enough")
     settings = load_settings()
     assert settings.web_token == "s3cret-value-long-enough" and "s3cret-value-long-enough" not in repr(settings)
+
+
+def test_an_empty_database_url_flag_is_refused(monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["--status", "--database-url", ""]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--database-url is empty" in err
+    assert not (tmp_path / "data").exists()  # not silently the default database
+
+
+def test_a_sqlite_url_in_a_missing_folder_creates_no_folders(monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    target = tmp_path / "missing" / "dir" / "x.db"
+    for mode in (["--status"], ["--db"], ["--persons"]):
+        assert cli.main([*mode, "--database-url", f"sqlite:///{target}"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "does not exist" in err, mode
+    assert not (tmp_path / "missing").exists()
+
+
+def test_a_read_only_mode_never_creates_a_sqlite_file_given_by_hand(monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    target = tmp_path / "typo.db"
+    assert cli.main(["--status", "--database-url", f"sqlite:///{target}"]) == 2
+    assert "no database file at" in capsys.readouterr().err
+    assert not target.exists()
+
+
+def test_control_characters_printed_by_a_mode_are_escaped(monkeypatch, capsys):
+    monkeypatch.setitem(cli.MODES, "status", lambda settings, args: print("name \x1b[2J\x07\u202e end") or 0)
+    assert cli.main(["--status"]) == 0
+    assert capsys.readouterr().out == "name \\x1b[2J\\x07\\u202e end\n"
+
+
+def test_a_closed_pipe_is_not_a_traceback(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    read, write = os.pipe()
+    os.close(read)  # the reader (`| head -2`) has gone before the first line
+    main = Path(__file__).resolve().parents[2] / "main.py"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SQL_CONNECTION_STRING")}
+    done = subprocess.run([sys.executable, str(main), "--status"], cwd=tmp_path, env=env, stdout=write,
+                          stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(write)
+    assert done.returncode == 0 and done.stderr == ""
