@@ -130,8 +130,18 @@ class Change:
     def unreject(self, pairs: Iterable[tuple[int, int]]) -> None:
         self.unrejected.extend(pairs)
 
+    def _settle_rejections(self) -> None:
+        """Only what really changes is written and recorded: a rejection the database holds
+        already is not added again (rejecting twice is no error), one it does not hold is not
+        removed, so an undo reverts exactly this operation's rejections."""
+        pairs = set(self.rejected) | set(self.unrejected)
+        held = {(f, p) for f, ps in hrepo.rejections(self.session, {f for f, _ in pairs}).items() for p in ps}
+        self.unrejected = sorted(set(self.unrejected) & held)
+        self.rejected = sorted(set(self.rejected) - (held - set(self.unrejected)))
+
     # --- record ----------------------------------------------------------------------
     def finish(self, kind: str, summary: str, undo_of: int | None = None, **result) -> OpResult:
+        self._settle_rejections()
         touched = hrepo.persons_of(self.entries)
         rrepo.touch_persons(self.session, sorted(touched))
         prepo.refresh_covers(self.session, touched | set(self.created))

@@ -100,20 +100,24 @@ def merge(sessions: sessionmaker[Session], person_ids: Sequence[int], force: boo
         kept = named[0] if len(named) == 1 else ids[0]
         others = [i for i in ids if i != kept]
         states = prepo.face_states_of_persons(change.session, others)
-        # a face rejected from the kept person does not come into it with the merge
-        refused = hrepo.rejected_faces(change.session, kept)
-        change.move([s for s in states if s.face_id not in refused], kept)
-        change.move([s for s in states if s.face_id in refused], None, None)
-        # "not this person" for a merged person holds for the kept one too
-        for other in others:
-            change.reject((f, kept) for f in sorted(hrepo.rejected_faces(change.session, other) - refused))
+        # "not this person" said of any merged person holds for the merged one: such a
+        # face ends in no person (the kept person's own faces included: one a merged
+        # person rejected may have been moved to the kept one since), and every rejection
+        # is kept for the kept person
+        refused: set[int] = set()
+        for i in ids:
+            refused |= hrepo.rejected_faces(change.session, i)
+        moved = [s for s in states if s.face_id not in refused]
+        left = [s for s in states + prepo.face_states_of_persons(change.session, [kept]) if s.face_id in refused]
+        change.move(moved, kept)
+        change.move(left, None, None)
+        change.reject((f, kept) for f in sorted(refused))  # those it has already are left as they are
         change.delete(others)
         change.confirm([kept])
-        kept_out = sum(1 for s in states if s.face_id in refused)
-        note = f"; {kept_out} face(s) rejected from {kept} before were left out" if kept_out else ""
+        note = f"; {len(left)} face(s) rejected by a merged person left without a person" if left else ""
         return change.finish(
             "merge", f"merged person(s) {', '.join(map(str, others))} into {_label(rows[kept])} "
-            f"({len(states) - kept_out} faces moved{note})", person_id=kept)
+            f"({len(moved)} faces moved{note})", person_id=kept)
 
 
 def _expect(states: dict[int, prepo.FaceState], expect: int | None) -> None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
-from app.db.models import ASSIGNED_USER, Faces, Persons
+from app.db.models import ASSIGNED_USER, FaceRejections, Faces, Persons
 from app.errors import RequestError
 from app.repositories import history as hrepo
 from app.services import history, person_split, persons
@@ -113,6 +113,47 @@ def test_merge_refuses_two_names_without_force(world):
         persons.merge(world.sessions, [gul, agassi])
     assert not changes(dump(world.sessions), before)
     assert persons.merge(world.sessions, [gul, agassi], force=True).person_id == gul
+
+
+def _rejection_rows(w) -> set[tuple[int, int]]:
+    with w.sessions() as s:
+        return set(s.execute(select(FaceRejections.FaceId, FaceRejections.PersonId)).all())
+
+
+@pytest.mark.parametrize("keep", ["rejecting", "holding"])
+def test_merge_honours_the_rejections_of_every_merged_person(world, keep):
+    """Issue 27: --reject F --from A, --move F --to B, --merge B A put F back into a person
+    that rejected it (and rejecting it again failed on the unique key)."""
+    gul, agassi = main_person(world.sessions, GUL), main_person(world.sessions, AGASSI)
+    (face, _), *_ = faces_of_identity(world.sessions, GUL)
+    persons.reject_faces(world.sessions, [face], expect=gul)
+    persons.move_faces(world.sessions, [face], agassi)
+    before, rejections_before = dump(world.sessions, at=True), _rejection_rows(world)
+    ids = [gul, agassi] if keep == "rejecting" else [agassi, gul]
+    kept = persons.merge(world.sessions, ids, force=True).person_id
+    assert kept == ids[0]
+    assert face_person(world.sessions, face) is None
+    assert {(face, gul), (face, kept)} <= _rejection_rows(world)
+    history.undo(world.sessions)
+    assert not changes(dump(world.sessions, at=True), before)
+    assert _rejection_rows(world) == rejections_before
+    # merged again, the worker's runs never give the face to the merged person
+    persons.merge(world.sessions, ids, force=True)
+    world.recognize(False)
+    world.recognize(True)
+    assert face_person(world.sessions, face) != kept
+
+
+def test_rejecting_a_face_its_person_rejects_already_is_no_error(world):
+    gul = main_person(world.sessions, GUL)
+    (face, _), *_ = faces_of_identity(world.sessions, GUL)
+    with world.sessions.begin() as s:  # the state an older merge could leave behind
+        s.execute(insert(FaceRejections).values(FaceId=face, PersonId=gul))
+    before = dump(world.sessions, at=True)
+    persons.reject_faces(world.sessions, [face], expect=gul)
+    assert face_person(world.sessions, face) is None and _rejection_rows(world) == {(face, gul)}
+    history.undo(world.sessions)
+    assert not changes(dump(world.sessions, at=True), before) and _rejection_rows(world) == {(face, gul)}
 
 
 def test_reject_survives_recognize_and_recluster(world):
