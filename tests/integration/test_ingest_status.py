@@ -59,3 +59,29 @@ def test_ingest_whole_dev_set_counts(cli, db_url, faces_dev):
     with session_factory(engine)() as s:
         assert s.scalar(select(func.count()).select_from(MediaItems)) == expected
     engine.dispose()
+
+
+def test_ingest_says_how_it_treats_links_and_follows_folder_links_when_asked(cli, tmp_path, faces_dev):
+    sources = sorted((faces_dev / "Abdullah_Gul").glob("*.jpg"))[:3]
+    lib, outside = tmp_path / "lib", tmp_path / "outside"
+    lib.mkdir()
+    outside.mkdir()
+    (lib / "own.jpg").write_bytes(sources[0].read_bytes())
+    (outside / "other.jpg").write_bytes(sources[1].read_bytes())
+    (lib / "linked.jpg").symlink_to(outside / "other.jpg")
+    (lib / "trip").symlink_to(outside, target_is_directory=True)
+    (lib / "loop").symlink_to(lib, target_is_directory=True)
+    (lib / "dangling.jpg").symlink_to(tmp_path / "nothing.jpg")
+
+    first = cli("--ingest", str(lib))
+    assert first.returncode == 0, first.stderr
+    assert "2 added" in first.stdout and "1 file links" in first.stdout
+    assert "2 folder links not followed (use --follow-links)" in first.stdout
+    assert "1 broken links skipped" in first.stdout
+
+    followed = cli("--ingest", str(lib), "--follow-links")
+    assert followed.returncode == 0, followed.stderr
+    assert "1 added, 2 skipped" in followed.stdout  # trip/other.jpg
+    assert "1 folder links skipped (a loop, or a folder walked already)" in followed.stdout
+    assert "not followed" not in followed.stdout
+    assert status_counts(cli)["media"] == 3
