@@ -7,7 +7,7 @@ import numpy as np
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from app.db.models import Faces, MediaFile, Persons
+from app.db.models import STATUS_DONE, Faces, MediaFile, MediaItems, Persons
 from app.repositories.faces import vector_columns
 
 
@@ -15,14 +15,25 @@ def thumbnail_path(session: Session, face_id: int) -> str | None:
     return session.scalar(select(Faces.ThumbnailPath).where(Faces.Id == face_id))
 
 
-def media_path(session: Session, media_id: int) -> str | None:
-    return session.scalar(select(MediaFile.FilePath).where(MediaFile.Id == media_id))
+def _decoded(media_id):
+    """The media file's detection is done: the worker decoded it as an image or a video."""
+    return (select(MediaItems.Id)
+            .where(MediaItems.MediaFileId == media_id, MediaItems.IsFacesExtracted.is_(True),
+                   MediaItems.Status == STATUS_DONE)
+            .exists())
+
+
+def decoded_media_path(session: Session, media_id: int) -> str | None:
+    """The path of a media file the worker has decoded (None for one pending or failed)."""
+    return session.scalar(select(MediaFile.FilePath).where(MediaFile.Id == media_id, _decoded(MediaFile.Id)))
 
 
 def face_source(session: Session, face_id: int) -> tuple[str, int | None] | None:
-    """(its media file's path, the frame's time in ms for a video's face) of a face."""
+    """(its media file's path, the frame's time in ms for a video's face) of a face whose
+    media file the worker has decoded."""
     row = session.execute(select(MediaFile.FilePath, Faces.FrameTimeMs)
-                          .join(MediaFile, MediaFile.Id == Faces.MediaFileId).where(Faces.Id == face_id)).first()
+                          .join(MediaFile, MediaFile.Id == Faces.MediaFileId)
+                          .where(Faces.Id == face_id, _decoded(MediaFile.Id))).first()
     return (row[0], row[1]) if row else None
 
 

@@ -4,13 +4,19 @@ unassigned faces with the persons nearest them, names for type-ahead.
 Files are found by id only: a thumbnail is served only when its stored path lies under
 THUMBNAIL_SAVE_PATH, a photo only when it is a MediaFile row's path (a video's face: the
 frame it was found in, decoded from that file). No path that comes
-with a request is ever opened.
+with a request is ever opened. A media file is served only when the worker has decoded it
+(its detection is done) and, at serving time, what its path leads to (links followed) is a
+regular file whose first bytes are an image's or a video's, the media type taken from those
+bytes: a link in the library to /etc/passwd, a device or a fifo is never served.
 """
 from __future__ import annotations
 
 import io
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -37,15 +43,87 @@ def thumbnail_file(sessions: sessionmaker[Session], settings: Settings, face_id:
     return path if path.is_relative_to(root) and path.is_file() else None
 
 
-def photo_file(sessions: sessionmaker[Session], media_id: int) -> Path | None:
-    """The photo a MediaFile row registers, when it is a file."""
+# What a served file's first bytes must be: (offset, magic, media type), first match wins.
+# The kinds the worker decodes (app/services/ingest.py IMAGE_EXTENSIONS, app/pipeline/video.py).
+SNIFF_BYTES = 64
+IMAGE_MAGIC = (
+    (0, b"\xff\xd8\xff", "image/jpeg"),
+    (0, b"\x89PNG\r\n\x1a\n", "image/png"),
+    (0, b"GIF87a", "image/gif"),
+    (0, b"GIF89a", "image/gif"),
+    (0, b"BM", "image/bmp"),
+    (0, b"II*\x00", "image/tiff"),
+    (0, b"MM\x00*", "image/tiff"),
+)
+PNM_TYPES = {b"1": "image/x-portable-bitmap", b"4": "image/x-portable-bitmap", b"2": "image/x-portable-graymap",
+             b"5": "image/x-portable-graymap", b"3": "image/x-portable-pixmap", b"6": "image/x-portable-pixmap"}
+
+
+def media_type_of(head: bytes) -> str | None:
+    """The media type a file's first bytes say it is, for the images and videos the worker
+    reads; None for anything else (text, an archive, an empty file)."""
+    for offset, magic, kind in IMAGE_MAGIC:
+        if head[offset:offset + len(magic)] == magic:
+            return kind
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    if head[:1] == b"P" and head[1:2] in PNM_TYPES and head[2:3].isspace():
+        return PNM_TYPES[head[1:2]]
+    if head[4:8] == b"ftyp":  # ISO base media: .mp4 .m4v .mov
+        return "video/quicktime" if head[8:12] == b"qt  " else "video/mp4"
+    if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML: .mkv .webm
+        return "video/webm" if b"webm" in head else "video/x-matroska"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "video/x-msvideo"
+    return None
+
+
+@dataclass(frozen=True)
+class MediaBody:
+    """A media file opened and checked at serving time; whoever sends it closes `file`."""
+    file: BinaryIO
+    size: int
+    media_type: str
+
+    @property
+    def is_video(self) -> bool:
+        return self.media_type.startswith("video/")
+
+
+def open_media(stored: str) -> MediaBody | None:
+    """The file `stored` leads to, open, when it is a regular file whose first bytes are
+    an image's or a video's; None otherwise (missing, a directory, a device, a fifo, text).
+    The checks run on the opened file, so a link changed after them cannot swap it."""
+    try:
+        # O_NONBLOCK: opening a fifo must not hang the page (no effect on a regular file)
+        fd = os.open(stored, os.O_RDONLY | os.O_NONBLOCK)
+    except (OSError, ValueError):  # ValueError: a NUL in the stored path
+        return None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        return None
+    file = os.fdopen(fd, "rb")
+    try:
+        kind = media_type_of(file.read(SNIFF_BYTES))
+        if kind is not None:
+            file.seek(0)
+            return MediaBody(file, info.st_size, kind)
+    except OSError:
+        pass
+    file.close()
+    return None
+
+
+def photo_file(sessions: sessionmaker[Session], media_id: int) -> MediaBody | None:
+    """The photo or video a MediaFile row registers, when the worker has decoded it and it
+    is still an image or a video (open_media)."""
     with sessions() as session:
-        stored = rrepo.media_path(session, media_id)
-    path = Path(stored) if stored else None
-    return path if path is not None and path.is_file() else None
+        stored = rrepo.decoded_media_path(session, media_id)
+    return open_media(stored) if stored else None
 
 
-def face_picture(sessions: sessionmaker[Session], settings: Settings, face_id: int) -> Path | bytes | None:
+def face_picture(sessions: sessionmaker[Session], settings: Settings, face_id: int) -> MediaBody | bytes | None:
     """What the viewer shows for a face: its photo's file, or for a face found in a video
     the frame it was found in, as a JPEG (the browser cannot show a video frame by itself)."""
     with sessions() as session:
@@ -53,13 +131,14 @@ def face_picture(sessions: sessionmaker[Session], settings: Settings, face_id: i
     if source is None:
         return None
     stored, frame_ms = source
-    path = Path(stored)
-    if not path.is_file():
+    body = open_media(stored)
+    if body is None or frame_ms is None:
+        return body
+    body.file.close()
+    if not body.is_video:
         return None
-    if frame_ms is None:
-        return path
     try:
-        rgb = frame_at(path, frame_ms, settings.max_image_pixels)
+        rgb = frame_at(Path(stored), frame_ms, settings.max_image_pixels)
     except DecodeError:
         return None
     out = io.BytesIO()

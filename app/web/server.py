@@ -23,7 +23,8 @@ from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import (FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response,
+                                 StreamingResponse)
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -42,6 +43,7 @@ PAGE_SIZE = 60  # persons per grid page
 FACES_PAGE = 120  # unassigned faces per page
 BEST = 6
 FLASH_COOKIE = "fg_flash"
+SEND_CHUNK = 256 * 1024  # bytes read at a time when a photo or video is sent
 
 
 def _ids(values: list[str], what: str) -> list[int]:
@@ -155,10 +157,10 @@ def create_app(settings: Settings, sessions: sessionmaker[Session]) -> Starlette
         return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
     def photo(request: Request) -> Response:
-        path = review.photo_file(sessions, request.path_params["media_id"])
-        if path is None:
+        body = review.photo_file(sessions, request.path_params["media_id"])
+        if body is None:
             return PlainTextResponse("not found", status_code=404)
-        return FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
+        return _send(body)
 
     def face_photo(request: Request) -> Response:
         got = review.face_picture(sessions, settings, request.path_params["face_id"])
@@ -166,7 +168,7 @@ def create_app(settings: Settings, sessions: sessionmaker[Session]) -> Starlette
             return PlainTextResponse("not found", status_code=404)
         if isinstance(got, bytes):  # a video's frame
             return Response(got, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
-        return FileResponse(got, headers={"Cache-Control": "private, max-age=3600"})
+        return _send(got)
 
     def names(request: Request) -> Response:
         found = review.search_names(sessions, request.query_params.get("q", ""))
@@ -304,6 +306,19 @@ def create_app(settings: Settings, sessions: sessionmaker[Session]) -> Starlette
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     return Starlette(routes=routes, middleware=[Middleware(BaseHTTPMiddleware, dispatch=guarded)])
+
+
+def _send(body: review.MediaBody) -> Response:
+    """Stream a media file from the file checked when it was opened (never reopened by
+    name), as the media type its first bytes gave, at most the size it had then."""
+    def chunks():
+        with body.file as f:
+            left = body.size
+            while left > 0 and (block := f.read(min(SEND_CHUNK, left))):
+                left -= len(block)
+                yield block
+    return StreamingResponse(chunks(), media_type=body.media_type,
+                             headers={"Content-Length": str(body.size), "Cache-Control": "private, max-age=3600"})
 
 
 async def _form(request: Request):

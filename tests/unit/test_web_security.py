@@ -29,3 +29,19 @@ def test_redirects_stay_on_this_server():
     assert local_path("/persons/3?x=1") == "/persons/3?x=1"
     for bad in ("//evil.example/", "https://evil.example/", "javascript:alert(1)", "/\\evil", "", None):
         assert local_path(bad) == "/"
+
+
+def test_media_type_comes_from_the_first_bytes():
+    from app.services.review import media_type_of
+
+    assert media_type_of(b"\xff\xd8\xff\xe0\x00\x10JFIF") == "image/jpeg"
+    assert media_type_of(b"\x89PNG\r\n\x1a\n\x00") == "image/png"
+    assert media_type_of(b"GIF89a..") == "image/gif"
+    assert media_type_of(b"RIFF\x00\x00\x00\x00WEBPVP8 ") == "image/webp"
+    assert media_type_of(b"P5\n640 480\n255\n") == "image/x-portable-graymap"
+    assert media_type_of(b"\x00\x00\x00\x20ftypisom") == "video/mp4"
+    assert media_type_of(b"\x00\x00\x00\x14ftypqt  ") == "video/quicktime"
+    assert media_type_of(b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01B\x82\x84webm") == "video/webm"
+    assert media_type_of(b"RIFF\x00\x00\x00\x00AVI LIST") == "video/x-msvideo"
+    for other in (b"", b"root:x:0:0:root:/root:/bin/bash\n", b"PK\x03\x04", b"Photo", b"%PDF-1.7"):
+        assert media_type_of(other) is None, other
