@@ -65,7 +65,9 @@ def undo(sessions: sessionmaker[Session], op_id: int | None = None, force: bool 
     """Revert the given user operation, or the latest one not undone yet. Refuses when
     later operations touched the same faces or persons, unless `force`: then the faces and
     persons it touched get their recorded earlier state anyway, and faces that later
-    joined a person it made are left without a person (the next run looks at them)."""
+    joined a person it made are left without a person (the next run looks at them).
+    Unnamed persons the undo leaves without a face are deleted, as moves and rejections
+    delete them; a named person is kept even with no face (a user named it)."""
     with operation(sessions) as change:
         session = change.session
         op = _target(session, op_id)
@@ -93,6 +95,9 @@ def undo(sessions: sessionmaker[Session], op_id: int | None = None, force: bool 
         change.set(back)
         change.move(prepo.face_states_of_persons(session, created), None, None)
         change.delete(prepo.person_rows(session, created))
+        # a forced undo can leave a person it brought back, or one its faces left, without
+        # a face (its other faces went elsewhere later): unnamed ones go, as after a move
+        change.drop_emptied(set(d["persons_before"]) | {s.person_id for s in states.values()})
         change.unreject(d["rejections_added"])
         change.reject(d["rejections_removed"])
         result = change.finish("undo", f"undid operation {op.id} ({op.kind}: {op.summary})", undo_of=op.id)

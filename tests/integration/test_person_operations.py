@@ -270,6 +270,37 @@ def test_undo_refuses_when_a_later_operation_moved_the_same_face(world):
         history.undo(world.sessions, first.operation_id)
 
 
+def test_a_forced_undo_leaves_no_unnamed_person_without_faces(world, cli_factory):
+    """Issue 27: the kept person of a merge, emptied and deleted by a later move, came back
+    from a forced undo of the merge with no face, and --persons listed it."""
+    gul, agassi, jolie = (main_person(world.sessions, i) for i in (GUL, AGASSI, JOLIE))
+    gul_faces = [f for f, p in faces_of_identity(world.sessions, GUL) if p == gul]
+    merged = persons.merge(world.sessions, [gul, agassi])
+    with world.sessions() as s:
+        held = list(s.scalars(select(Faces.Id).where(Faces.PersonId == gul)))
+    persons.move_faces(world.sessions, held, jolie)  # gul, emptied, goes
+    history.undo(world.sessions, merged.operation_id, force=True)
+    with world.sessions() as s:
+        assert s.get(Persons, gul) is None and s.get(Persons, agassi) is not None
+    assert {face_person(world.sessions, f) for f in gul_faces} == {jolie}
+    res = cli_factory(world.url)("--persons", "--all-persons", "--json")
+    assert res.returncode == 0, res.stderr
+    listed = json.loads(res.stdout)
+    assert gul not in [p["id"] for p in listed] and all(p["faces"] > 0 for p in listed), listed
+
+
+def test_a_forced_undo_keeps_a_named_person_without_faces(world):
+    gul, agassi, jolie = (main_person(world.sessions, i) for i in (GUL, AGASSI, JOLIE))
+    persons.rename(world.sessions, gul, "Gul")
+    merged = persons.merge(world.sessions, [gul, agassi])
+    with world.sessions() as s:
+        held = list(s.scalars(select(Faces.Id).where(Faces.PersonId == gul)))
+    persons.move_faces(world.sessions, held, jolie)  # a named person stays, emptied
+    history.undo(world.sessions, merged.operation_id, force=True)
+    (listed,) = persons.list_persons(world.sessions, person_ids=[gul])
+    assert (listed.name, listed.faces) == ("Gul", 0)
+
+
 def test_the_log_replays_to_every_face_person(world):
     gul, jolie, agassi = (main_person(world.sessions, i) for i in (GUL, JOLIE, AGASSI))
     (a, _), (b, _), *_ = faces_of_identity(world.sessions, GUL)
