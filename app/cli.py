@@ -393,7 +393,7 @@ def run_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     ctx = _connect(settings)
     try:
-        app = create_app(settings, ctx.sessions)
+        app = create_app(settings, ctx.sessions, args.host)
         log.info("review page on http://%s:%d/ (database %s)%s", args.host, args.port,
                  display(settings.database_url), "; login with WEB_TOKEN" if settings.web_token else "")
         config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False)

@@ -1,5 +1,10 @@
-"""The review page's guards: login token, CSRF token, safe redirects.
+"""The review page's guards: the hosts it answers to, login token, CSRF token, safe redirects.
 
+- Hosts: a request is served only when its Host header names the address the server is
+  bound to (--host), a localhost form (localhost, 127.0.0.1, [::1]; any port) or a name in
+  WEB_ALLOWED_HOSTS ("*": any); anything else gets 400. So a hostile page cannot reach the
+  server through DNS rebinding (its requests carry the hostile name). A POST with an
+  Origin header must come from such a host too ("null" included: 403).
 - A browser gets a random session cookie (`fg_sid`, HttpOnly, SameSite=Strict) on its
   first request; its CSRF token is an HMAC of that cookie under a key made when the
   server starts. Every state-changing request is a POST carrying that token (form field
@@ -13,10 +18,12 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
+from urllib.parse import urlsplit
 
 SESSION_COOKIE = "fg_sid"
 AUTH_COOKIE = "fg_auth"
 LOOPBACK_NAMES = ("localhost",)
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")  # what a browser on this machine sends as Host
 
 
 def is_loopback(host: str) -> bool:
@@ -26,6 +33,38 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def host_name(value: str) -> str:
+    """The name part of a Host header or a host setting, lowercase, an IPv6 address in
+    brackets: 'Example.org:8000' -> 'example.org', '[::1]:80' and '::1' -> '[::1]'."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        end = value.find("]")
+        return value[:end + 1] if end > 0 else ""
+    if value.count(":") > 1:  # a bare IPv6 address (a setting or --host, never a Host header)
+        return f"[{value}]"
+    return value.split(":", 1)[0].rstrip(".")
+
+
+class Hosts:
+    """The Host names this server answers to: the bound address, the localhost forms and
+    WEB_ALLOWED_HOSTS ("*" accepts any)."""
+
+    def __init__(self, bound: str, allowed: tuple[str, ...] = ()):
+        self.any = "*" in allowed
+        self.names = frozenset(host_name(h) for h in (bound, *LOCAL_HOSTS, *allowed) if h != "*")
+
+    def accepts(self, host: str | None) -> bool:
+        return host is not None and (self.any or host_name(host) in self.names)
+
+    def origin_ok(self, origin: str | None) -> bool:
+        """A POST's Origin: absent (an older client; the CSRF token still decides), or an
+        http(s) origin on an accepted host. "null" (a sandboxed page, a file) is refused."""
+        if origin is None:
+            return True
+        parts = urlsplit(origin)
+        return parts.scheme in ("http", "https") and bool(parts.netloc) and self.accepts(parts.netloc)
 
 
 class Guard:

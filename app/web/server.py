@@ -35,7 +35,7 @@ from app.repositories.persons import SHOWS
 from app.services import history as history_service
 from app.services import best_photos, person_split, persons, review
 from app.db.types import utcnow
-from app.web.security import AUTH_COOKIE, SESSION_COOKIE, Guard, local_path
+from app.web.security import AUTH_COOKIE, SESSION_COOKIE, Guard, Hosts, local_path
 
 log = logging.getLogger("app.web")
 HERE = Path(__file__).parent
@@ -58,8 +58,11 @@ def _ids(values: list[str], what: str) -> list[int]:
     return out
 
 
-def create_app(settings: Settings, sessions: sessionmaker[Session]) -> Starlette:
+def create_app(settings: Settings, sessions: sessionmaker[Session], host: str = "127.0.0.1") -> Starlette:
+    """The review page's app; `host` is the address the server is bound to (--host): the
+    Host names it answers to are that one, the localhost forms and WEB_ALLOWED_HOSTS."""
     guard = Guard(settings.web_token)
+    hosts = Hosts(host, settings.web_allowed_hosts)
     # autoescape everywhere: a name is always text
     templates = Jinja2Templates(env=jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                                                        autoescape=True))
@@ -257,6 +260,14 @@ def create_app(settings: Settings, sessions: sessionmaker[Session]) -> Starlette
     # --- guards --------------------------------------------------------------------
 
     async def guarded(request: Request, call_next) -> Response:
+        host, origin = request.headers.get("host"), request.headers.get("origin")
+        if not hosts.accepts(host):
+            log.warning("review page: a request for Host %s refused", _shown(host))
+            return PlainTextResponse(f"refused: this server does not answer to Host {_shown(host)} "
+                                     "(add the name to WEB_ALLOWED_HOSTS)", status_code=400)
+        if request.method == "POST" and not hosts.origin_ok(origin):
+            log.warning("review page: POST %s from Origin %s refused", request.url.path, _shown(origin))
+            return PlainTextResponse(f"refused: a POST from another site (Origin {_shown(origin)})", status_code=403)
         sid = request.cookies.get(SESSION_COOKIE)
         fresh = sid is None
         request.state.sid = sid = sid or guard.new_session()
@@ -328,6 +339,11 @@ async def _form(request: Request):
         kind = request.headers.get("content-type", "")
         request.state.form = await request.form() if "form" in kind else FormData()
     return request.state.form
+
+
+def _shown(header: str | None) -> str:
+    """A header's value as a message shows it: quoted, cut short."""
+    return "none" if header is None else repr(header[:80])
 
 
 def _int(value, default):

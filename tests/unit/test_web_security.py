@@ -1,5 +1,5 @@
 """The review page's guards (app/web/security.py)."""
-from app.web.security import Guard, is_loopback, local_path
+from app.web.security import Guard, Hosts, host_name, is_loopback, local_path
 
 
 def test_loopback_addresses():
@@ -45,3 +45,17 @@ def test_media_type_comes_from_the_first_bytes():
     assert media_type_of(b"RIFF\x00\x00\x00\x00AVI LIST") == "video/x-msvideo"
     for other in (b"", b"root:x:0:0:root:/root:/bin/bash\n", b"PK\x03\x04", b"Photo", b"%PDF-1.7"):
         assert media_type_of(other) is None, other
+
+
+def test_host_names_and_origins():
+    assert [host_name(h) for h in ("Example.org:8000", "[::1]:80", "::1", "[::1]", "localhost.", "127.0.0.1:8")] == [
+        "example.org", "[::1]", "[::1]", "[::1]", "localhost", "127.0.0.1"]
+    hosts = Hosts("192.168.1.5", ("photos.example.org",))
+    assert all(hosts.accepts(h) for h in ("192.168.1.5:8000", "localhost", "127.0.0.1:1", "[::1]:2",
+                                         "Photos.Example.org"))
+    refused = (None, "", "evil.example", "192.168.1.6", "[::2]", "photos.example.org.evil")
+    assert not any(hosts.accepts(h) for h in refused)
+    assert all(hosts.origin_ok(o) for o in (None, "http://localhost:8000", "https://192.168.1.5"))
+    refused = ("null", "http://evil.example", "file:///x", "ws://localhost", "http://")
+    assert not any(hosts.origin_ok(o) for o in refused)
+    assert Hosts("127.0.0.1", ("*",)).accepts("anything.example")
