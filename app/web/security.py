@@ -9,21 +9,40 @@
   first request; its CSRF token is an HMAC of that cookie under a key made when the
   server starts. Every state-changing request is a POST carrying that token (form field
   `csrf` or header `X-CSRF-Token`); any other POST is refused with 403.
-- With WEB_TOKEN set, every page but the login form needs the cookie `fg_auth`, an HMAC
-  of the token (so it survives a restart and never holds the token itself).
+- With WEB_TOKEN set, every page but the login form needs a login: the cookie `fg_auth`,
+  a random session id signed (itsdangerous) with a key made when the server starts, which
+  the server remembers. It lasts WEB_SESSION_HOURS (the cookie's Max-Age and the
+  signature's age), is Secure when the page was reached over https, and ends at logout
+  (POST /logout forgets the id) or when the server stops. It never holds the token.
+- A wrong token is answered after WRONG_TOKEN_DELAY_SECONDS; after WRONG_TOKEN_LIMIT wrong
+  tokens from one address within WRONG_TOKEN_WINDOW_SECONDS, the login answers 429 until
+  the oldest of them is that old, without looking at the token.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import ipaddress
+import math
 import secrets
+import time
+from collections import deque
+from typing import Awaitable, Callable
 from urllib.parse import urlsplit
+
+from itsdangerous import BadData, TimestampSigner
 
 SESSION_COOKIE = "fg_sid"
 AUTH_COOKIE = "fg_auth"
 LOOPBACK_NAMES = ("localhost",)
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")  # what a browser on this machine sends as Host
+# Guessing the token: each wrong one costs this long (a person mistyping does not notice),
+# and at most WRONG_TOKEN_LIMIT tries per address in the window (5 per 5 minutes: a
+# 16-character token is out of reach; a person who mistyped waits a few minutes).
+WRONG_TOKEN_DELAY_SECONDS = 0.75
+WRONG_TOKEN_LIMIT = 5
+WRONG_TOKEN_WINDOW_SECONDS = 300.0
 
 
 def is_loopback(host: str) -> bool:
@@ -67,10 +86,30 @@ class Hosts:
         return parts.scheme in ("http", "https") and bool(parts.netloc) and self.accepts(parts.netloc)
 
 
+class _Signer(TimestampSigner):
+    """itsdangerous' timestamp signer on the guard's clock (a test moves it on)."""
+
+    def __init__(self, clock: Callable[[], float]):
+        super().__init__(secrets.token_bytes(32), salt="facegroup review login")
+        self._clock = clock
+
+    def get_timestamp(self) -> int:
+        return int(self._clock())
+
+
 class Guard:
-    def __init__(self, token: str | None):
+    """CSRF tokens and, with a token, logins: one per server start (its keys and the
+    sessions it issued live in memory only). Used from the event loop only."""
+
+    def __init__(self, token: str | None, session_hours: float = 12.0, clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
         self._key = secrets.token_bytes(32)
         self._token = token
+        self._clock, self._sleep = clock, sleep
+        self._signer = _Signer(clock)
+        self.session_seconds = max(1, round(session_hours * 3600))
+        self._sessions: dict[str, float] = {}  # session id -> when it ends
+        self._wrong: dict[str, deque[float]] = {}  # client address -> times of its recent wrong tokens
 
     @property
     def login_required(self) -> bool:
@@ -86,16 +125,69 @@ class Guard:
     def csrf_ok(self, session: str | None, sent: str | None) -> bool:
         return bool(session) and bool(sent) and hmac.compare_digest(self.csrf_for(session), sent)
 
-    def auth_value(self) -> str:
-        assert self._token is not None
-        return hmac.new(self._token.encode(), b"facegroup review page", hashlib.sha256).hexdigest()
-
     def token_ok(self, sent: str | None) -> bool:
         return self._token is not None and sent is not None and hmac.compare_digest(
             hashlib.sha256(sent.encode()).digest(), hashlib.sha256(self._token.encode()).digest())
 
+    # --- logins ---------------------------------------------------------------------
+
+    def login(self) -> str:
+        """A new login's cookie value (after a correct token)."""
+        now = self._clock()
+        self._sessions = {sid: end for sid, end in self._sessions.items() if end > now}
+        sid = secrets.token_urlsafe(24)
+        self._sessions[sid] = now + self.session_seconds
+        return self._signer.sign(sid).decode()
+
+    def _session_of(self, cookie: str | None) -> str | None:
+        if not cookie:
+            return None
+        try:
+            sid = self._signer.unsign(cookie, max_age=self.session_seconds).decode()
+        except BadData:  # not ours, tampered with, or too old
+            return None
+        end = self._sessions.get(sid)
+        return sid if end is not None and end > self._clock() else None
+
     def authenticated(self, cookie: str | None) -> bool:
-        return not self.login_required or (cookie is not None and hmac.compare_digest(cookie, self.auth_value()))
+        return not self.login_required or self._session_of(cookie) is not None
+
+    def logout(self, cookie: str | None) -> None:
+        sid = self._session_of(cookie)
+        if sid is not None:
+            del self._sessions[sid]
+
+    # --- guessing -------------------------------------------------------------------
+
+    def _recent(self, address: str) -> deque[float]:
+        since = self._clock() - WRONG_TOKEN_WINDOW_SECONDS
+        for addr in list(self._wrong):  # forget what the window left behind
+            times = self._wrong[addr]
+            while times and times[0] <= since:
+                times.popleft()
+            if not times:
+                del self._wrong[addr]
+        return self._wrong.get(address, deque())
+
+    def locked_out(self, address: str) -> int | None:
+        """Seconds until `address` may try a token again, when it has used up its tries."""
+        recent = self._recent(address)
+        if len(recent) < WRONG_TOKEN_LIMIT:
+            return None
+        return max(1, math.ceil(recent[0] + WRONG_TOKEN_WINDOW_SECONDS - self._clock()))
+
+    async def wrong_token(self, address: str) -> None:
+        """Count a wrong token from `address`, then wait (without holding a thread)."""
+        self._wrong.setdefault(address, deque()).append(self._clock())
+        await self._sleep(WRONG_TOKEN_DELAY_SECONDS)
+
+
+def over_https(scheme: str, forwarded_proto: str | None, peer: str | None) -> bool:
+    """Whether the browser reached the page over https: directly, or through a proxy on
+    this machine that says so (X-Forwarded-Proto is believed from a loopback peer only)."""
+    if scheme == "https":
+        return True
+    return (forwarded_proto or "").strip().lower() == "https" and peer is not None and is_loopback(peer)
 
 
 def local_path(target: str | None, default: str = "/") -> str:

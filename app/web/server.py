@@ -35,7 +35,7 @@ from app.repositories.persons import SHOWS
 from app.services import history as history_service
 from app.services import best_photos, person_split, persons, review
 from app.db.types import utcnow
-from app.web.security import AUTH_COOKIE, SESSION_COOKIE, Guard, Hosts, local_path
+from app.web.security import AUTH_COOKIE, SESSION_COOKIE, Guard, Hosts, local_path, over_https
 
 log = logging.getLogger("app.web")
 HERE = Path(__file__).parent
@@ -58,10 +58,12 @@ def _ids(values: list[str], what: str) -> list[int]:
     return out
 
 
-def create_app(settings: Settings, sessions: sessionmaker[Session], host: str = "127.0.0.1") -> Starlette:
+def create_app(settings: Settings, sessions: sessionmaker[Session], host: str = "127.0.0.1",
+               guard: Guard | None = None) -> Starlette:
     """The review page's app; `host` is the address the server is bound to (--host): the
-    Host names it answers to are that one, the localhost forms and WEB_ALLOWED_HOSTS."""
-    guard = Guard(settings.web_token)
+    Host names it answers to are that one, the localhost forms and WEB_ALLOWED_HOSTS.
+    `guard`: the login and CSRF guard (a test gives one on its own clock)."""
+    guard = guard or Guard(settings.web_token, settings.web_session_hours)
     hosts = Hosts(host, settings.web_allowed_hosts)
     # autoescape everywhere: a name is always text
     templates = Jinja2Templates(env=jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -75,6 +77,7 @@ def create_app(settings: Settings, sessions: sessionmaker[Session], host: str = 
             message = None
         response = templates.TemplateResponse(request, name, {
             "csrf": guard.csrf_for(request.state.sid), "flash": message, "path": request.url.path,
+            "logout": guard.login_required and name != "login.html",
             "full_path": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
             **context}, status_code=status)
         if flash:
@@ -83,8 +86,7 @@ def create_app(settings: Settings, sessions: sessionmaker[Session], host: str = 
 
     def back(request: Request, target: str | None, kind: str, text: str) -> Response:
         response = RedirectResponse(local_path(target), status_code=303)
-        response.set_cookie(FLASH_COOKIE, quote(json.dumps({"kind": kind, "text": text})), httponly=True,
-                            samesite="strict", max_age=60)
+        _cookie(request, response, FLASH_COOKIE, quote(json.dumps({"kind": kind, "text": text})), max_age=60)
         return response
 
     async def form_action(request: Request, action) -> Response:
@@ -250,11 +252,24 @@ def create_app(settings: Settings, sessions: sessionmaker[Session], host: str = 
         if request.method == "GET":
             return page(request, "login.html", next=local_path(request.query_params.get("next")))
         form = await _form(request)
+        address = request.client.host if request.client else "?"
+        wait = guard.locked_out(address)
+        if wait is not None:  # the token is not even looked at
+            log.warning("review page: login from %s refused, too many wrong tokens", address)
+            return PlainTextResponse(f"refused: too many wrong tokens from {address}; try again in {wait} s",
+                                     status_code=429, headers={"Retry-After": str(wait)})
         if not guard.token_ok(str(form.get("token", ""))):
-            log.warning("review page: a wrong login token from %s", request.client.host if request.client else "?")
+            log.warning("review page: a wrong login token from %s", address)
+            await guard.wrong_token(address)
             return page(request, "login.html", status=403, next=local_path(form.get("next")), wrong=True)
         response = RedirectResponse(local_path(form.get("next")), status_code=303)
-        response.set_cookie(AUTH_COOKIE, guard.auth_value(), httponly=True, samesite="strict")
+        _cookie(request, response, AUTH_COOKIE, guard.login(), max_age=guard.session_seconds)
+        return response
+
+    async def logout(request: Request) -> Response:
+        guard.logout(request.cookies.get(AUTH_COOKIE))
+        response = RedirectResponse("/login" if guard.login_required else "/", status_code=303)
+        response.delete_cookie(AUTH_COOKIE, httponly=True, samesite="strict", secure=_https(request))
         return response
 
     # --- guards --------------------------------------------------------------------
@@ -285,7 +300,7 @@ def create_app(settings: Settings, sessions: sessionmaker[Session], host: str = 
         else:
             response = await call_next(request)
         if fresh:
-            response.set_cookie(SESSION_COOKIE, sid, httponly=True, samesite="strict")
+            _cookie(request, response, SESSION_COOKIE, sid)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Content-Security-Policy",
@@ -314,6 +329,7 @@ def create_app(settings: Settings, sessions: sessionmaker[Session], host: str = 
         Route("/faces/{face_id:int}/photo", face_photo),
         Route("/api/names", names),
         Route("/login", login, methods=["GET", "POST"]),
+        Route("/logout", logout, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     return Starlette(routes=routes, middleware=[Middleware(BaseHTTPMiddleware, dispatch=guarded)])
@@ -339,6 +355,17 @@ async def _form(request: Request):
         kind = request.headers.get("content-type", "")
         request.state.form = await request.form() if "form" in kind else FormData()
     return request.state.form
+
+
+def _https(request: Request) -> bool:
+    return over_https(request.url.scheme, request.headers.get("x-forwarded-proto"),
+                      request.client.host if request.client else None)
+
+
+def _cookie(request: Request, response: Response, name: str, value: str, max_age: int | None = None) -> None:
+    """Every cookie of the page: HttpOnly, SameSite=Strict, and Secure when the browser
+    came over https (so it is never sent in clear afterwards)."""
+    response.set_cookie(name, value, max_age=max_age, httponly=True, samesite="strict", secure=_https(request))
 
 
 def _shown(header: str | None) -> str:

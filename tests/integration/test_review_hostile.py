@@ -1,12 +1,16 @@
 """The review page (`--serve`) against what a hostile page, a hostile library or a careless
 client sends, through the ASGI app (Starlette's TestClient) on PostgreSQL and SQLite:
 files served only when the worker decoded them and they still are images or videos; only
-the Host names the server was bound to (DNS rebinding), POSTs only from its own origin."""
+the Host names the server was bound to (DNS rebinding), POSTs only from its own origin;
+logins that expire, end at logout and cannot be guessed quickly."""
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import re
 import shutil
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -27,13 +31,15 @@ class Site:
     library: Path
     faces_dev: Path
 
-    def client(self, host: str = "127.0.0.1", base_url: str = "http://127.0.0.1:8000", **changes):
+    def client(self, host: str = "127.0.0.1", base_url: str = "http://127.0.0.1:8000", guard=None,
+               peer: tuple[str, int] = ("testclient", 50000), **changes):
         """A client of the page's app as `main.py --serve --host HOST` makes it."""
         from starlette.testclient import TestClient
 
         from app.web.server import create_app
 
-        return TestClient(create_app(replace(self.settings, **changes), self.sessions, host), base_url=base_url)
+        app = create_app(replace(self.settings, **changes), self.sessions, host, guard=guard)
+        return TestClient(app, base_url=base_url, client=peer)
 
 
 @pytest.fixture
@@ -188,3 +194,115 @@ def test_a_post_from_another_origin_is_refused(site):
         got = client.post(f"/persons/{pid}/rename", data={"name": f"Al Gore {origin[:5]}", "csrf": token},
                           headers={"origin": origin}, follow_redirects=False)
         assert got.status_code == 303 and _name(site.sessions, pid) == f"Al Gore {origin[:5]}", origin
+
+
+TOKEN = "s3cret-token-0123456789"
+
+
+class Clock:
+    def __init__(self):
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _cookie_header(response, name: str) -> str:
+    return next(c for c in response.headers.get_list("set-cookie") if c.startswith(name + "="))
+
+
+def _log_in(client, token: str = TOKEN):
+    """Post the login form as a browser does: the session cookie and CSRF token of the form
+    just loaded (sent by hand: over http the client keeps no Secure cookie)."""
+    form = client.get("/login")
+    sid = form.cookies.get("fg_sid") or client.cookies.get("fg_sid")
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', form.text).group(1)
+    return client.post("/login", data={"token": token, "csrf": csrf, "next": "/status"},
+                       headers={"cookie": f"fg_sid={sid}"}, follow_redirects=False)
+
+
+def test_a_login_is_a_signed_session_with_an_end(site):
+    client = site.client(web_token=TOKEN)
+    assert client.get("/", follow_redirects=False).headers["location"].startswith("/login")
+    assert 'action="/logout"' not in client.get("/login").text
+    got = _log_in(client)
+    assert got.status_code == 303 and got.headers["location"] == "/status"
+    cookie = _cookie_header(got, "fg_auth").lower()
+    assert "max-age=43200" in cookie and "httponly" in cookie and "samesite=strict" in cookie
+    assert "secure" not in cookie  # plain http: a Secure cookie would never come back
+    assert TOKEN.lower() not in cookie
+    page = client.get("/")
+    assert page.status_code == 200 and 'action="/logout"' in page.text  # the layout offers to log out
+    # the cookie the page used to set, computable from the token alone, is no login
+    old = hmac.new(TOKEN.encode(), b"facegroup review page", hashlib.sha256).hexdigest()
+    stranger = site.client(web_token=TOKEN)
+    stranger.cookies.set("fg_auth", old)
+    assert stranger.get("/status", follow_redirects=False).status_code == 303
+    # nor does a login outlive the server that gave it
+    again = site.client(web_token=TOKEN)
+    again.cookies.set("fg_auth", client.cookies.get("fg_auth"))
+    assert again.get("/status", follow_redirects=False).status_code == 303
+    assert 'action="/logout"' not in site.client().get("/").text  # no login, no logout
+
+
+def test_a_login_expires(site):
+    from app.web.security import Guard
+
+    clock = Clock()
+    client = site.client(web_token=TOKEN, web_session_hours=2,
+                         guard=Guard(TOKEN, session_hours=2, clock=clock))
+    got = _log_in(client)
+    assert "max-age=7200" in _cookie_header(got, "fg_auth").lower()
+    assert client.get("/status", follow_redirects=False).status_code == 200
+    clock.now += 2 * 3600 + 1
+    assert client.get("/status", follow_redirects=False).status_code == 303
+
+
+def test_logout_ends_the_session_for_good(site):
+    client = site.client(web_token=TOKEN)
+    _log_in(client)
+    cookie = client.cookies.get("fg_auth")
+    page = client.get("/")
+    token = re.search(r'<meta name="csrf" content="([0-9a-f]+)">', page.text).group(1)
+    assert client.post("/logout", follow_redirects=False).status_code == 403  # CSRF-checked like every POST
+    got = client.post("/logout", data={"csrf": token}, follow_redirects=False)
+    assert got.status_code == 303 and got.headers["location"] == "/login"
+    assert 'fg_auth=""' in _cookie_header(got, "fg_auth") and "max-age=0" in _cookie_header(got, "fg_auth").lower()
+    client.cookies.set("fg_auth", cookie)  # a copy of the cookie kept from before
+    assert client.get("/status", follow_redirects=False).status_code == 303
+
+
+def test_wrong_tokens_are_slowed_then_refused(site):
+    from app.web.security import WRONG_TOKEN_DELAY_SECONDS, WRONG_TOKEN_LIMIT, Guard
+
+    waits = []
+
+    async def sleep(seconds):
+        waits.append(seconds)
+
+    client = site.client(web_token=TOKEN, guard=Guard(TOKEN, sleep=sleep))
+    for guess in range(WRONG_TOKEN_LIMIT):
+        got = _log_in(client, f"guess-{guess:020d}")
+        assert got.status_code == 403 and "Wrong token" in got.text
+    assert waits == [WRONG_TOKEN_DELAY_SECONDS] * WRONG_TOKEN_LIMIT
+    got = _log_in(client)  # the 6th try: refused without looking, even the right token
+    assert got.status_code == 429 and int(got.headers["retry-after"]) > 0
+    assert got.text.startswith("refused: too many wrong tokens") and "\n" not in got.text.strip()
+    assert "fg_auth" not in got.headers.get("set-cookie", "")
+    assert len(waits) == WRONG_TOKEN_LIMIT
+    other = site.client(web_token=TOKEN, guard=Guard(TOKEN, sleep=sleep))  # a fresh server
+    assert _log_in(other).status_code == 303
+
+
+def test_cookies_are_secure_behind_https(site):
+    secure = site.client(web_token=TOKEN, base_url="https://127.0.0.1")
+    assert "secure" in _cookie_header(_log_in(secure), "fg_auth").lower()
+    assert secure.get("/status").status_code == 200
+    # a local proxy (nginx on this machine) saying the browser came over https is believed
+    proxied = site.client(web_token=TOKEN, peer=("127.0.0.1", 40000))
+    proxied.headers["x-forwarded-proto"] = "https"
+    assert "secure" in _cookie_header(_log_in(proxied), "fg_auth").lower()
+    # anyone else saying so is not
+    spoofed = site.client(web_token=TOKEN, peer=("192.168.1.9", 40000))
+    spoofed.headers["x-forwarded-proto"] = "https"
+    assert "secure" not in _cookie_header(_log_in(spoofed), "fg_auth").lower()

@@ -305,7 +305,7 @@ def test_post_without_csrf_token_is_refused(site, page):
 
 def test_login_token_when_required(browser, pg_databases, filled):
     name, thumbs = filled
-    served = serve(pg_databases.url(pg_databases.create(name)), thumbs, token="s3cret-token")
+    served = serve(pg_databases.url(pg_databases.create(name)), thumbs, token="s3cret-token-0123456789")
     context = browser.new_context()
     try:
         p = context.new_page()
@@ -315,10 +315,13 @@ def test_login_token_when_required(browser, pg_databases, filled):
         p.click("form[action='/login'] button")
         assert "Wrong token" in p.content()
         assert p.request.get(served.url + "/status", max_redirects=0).status == 303
-        p.fill("input[name=token]", "s3cret-token")
+        p.fill("input[name=token]", "s3cret-token-0123456789")
         p.click("form[action='/login'] button")
         p.wait_for_selector(".tile.person")
         assert p.request.get(served.url + "/status").ok
+        p.click("#logout-form button")  # the layout's Log out ends the login
+        p.wait_for_url(served.url + "/login")
+        assert p.request.get(served.url + "/status", max_redirects=0).status == 303
     finally:
         context.close()
         served.stop()

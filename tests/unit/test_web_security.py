@@ -1,5 +1,10 @@
 """The review page's guards (app/web/security.py)."""
-from app.web.security import Guard, Hosts, host_name, is_loopback, local_path
+import asyncio
+import hashlib
+import hmac
+
+from app.web.security import (WRONG_TOKEN_DELAY_SECONDS, WRONG_TOKEN_LIMIT, WRONG_TOKEN_WINDOW_SECONDS, Guard, Hosts,
+                              host_name, is_loopback, local_path, over_https)
 
 
 def test_loopback_addresses():
@@ -16,13 +21,70 @@ def test_csrf_token_belongs_to_its_session_and_server():
     assert not guard.csrf_ok(None, token) and not guard.csrf_ok("session-a", None) and not guard.csrf_ok("session-a", "")
 
 
-def test_login_token_and_cookie():
+class Clock:
+    def __init__(self):
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+TOKEN = "s3cret-token-0123456789"
+
+
+def test_login_token_and_session_cookie():
     open_ = Guard(None)
     assert not open_.login_required and open_.authenticated(None)
-    guard = Guard("tok")
-    assert guard.login_required and not guard.authenticated(None) and not guard.authenticated("tok")
-    assert guard.authenticated(guard.auth_value()) and Guard("tok").authenticated(guard.auth_value())
-    assert guard.token_ok("tok") and not guard.token_ok("tok2") and not guard.token_ok(None)
+    guard = Guard(TOKEN)
+    assert guard.login_required and not guard.authenticated(None) and not guard.authenticated(TOKEN)
+    assert guard.token_ok(TOKEN) and not guard.token_ok(TOKEN + "x") and not guard.token_ok(None)
+    cookie = guard.login()
+    assert guard.authenticated(cookie) and TOKEN not in cookie
+    assert not Guard(TOKEN).authenticated(cookie)  # another start of the server: log in again
+    # the old cookie, HMAC(token, constant), is no login: it was computable from the token
+    old = hmac.new(TOKEN.encode(), b"facegroup review page", hashlib.sha256).hexdigest()
+    assert not guard.authenticated(old)
+    assert not guard.authenticated(("B" if cookie[0] == "A" else "A") + cookie[1:])  # another session id
+
+
+def test_a_session_ends_after_its_hours_and_at_logout():
+    clock = Clock()
+    guard = Guard(TOKEN, session_hours=1, clock=clock)
+    cookie, other = guard.login(), guard.login()
+    assert guard.session_seconds == 3600
+    clock.now += 3599
+    assert guard.authenticated(cookie)
+    clock.now += 2
+    assert not guard.authenticated(cookie) and not guard.authenticated(other)
+    cookie, other = guard.login(), guard.login()
+    guard.logout(cookie)
+    assert not guard.authenticated(cookie) and guard.authenticated(other)  # only that session ends
+
+
+def test_wrong_tokens_wait_and_then_are_limited_per_address():
+    clock, waits = Clock(), []
+
+    async def sleep(seconds):
+        waits.append(seconds)
+
+    guard = Guard(TOKEN, clock=clock, sleep=sleep)
+    for _ in range(WRONG_TOKEN_LIMIT):
+        assert guard.locked_out("10.0.0.1") is None
+        asyncio.run(guard.wrong_token("10.0.0.1"))
+        clock.now += 1
+    assert waits == [WRONG_TOKEN_DELAY_SECONDS] * WRONG_TOKEN_LIMIT and WRONG_TOKEN_DELAY_SECONDS >= 0.5
+    wait = guard.locked_out("10.0.0.1")
+    assert wait == WRONG_TOKEN_WINDOW_SECONDS - WRONG_TOKEN_LIMIT
+    assert guard.locked_out("10.0.0.2") is None  # another address has its own tries
+    clock.now += wait
+    assert guard.locked_out("10.0.0.1") is None  # the oldest wrong token left the window
+
+
+def test_https_seen_directly_or_from_a_local_proxy():
+    assert over_https("https", None, "192.168.1.9")
+    assert over_https("http", "https", "127.0.0.1") and over_https("http", "HTTPS", "::1")
+    assert not over_https("http", "https", "192.168.1.9")  # anyone can send the header
+    assert not over_https("http", None, "127.0.0.1") and not over_https("http", "http", "127.0.0.1")
 
 
 def test_redirects_stay_on_this_server():
