@@ -9,7 +9,8 @@
 
 Visible persons only, as the user left them (names, merges, hidden persons). The database
 is only read, except for quality scores of faces stored without one. The folder is kept in
-step by app/storage/export_tree.py: a re-export writes only what changed.
+step by app/storage/export_tree.py: a re-export writes only what changed, and again
+whatever is no longer as it left it (deleted or edited files).
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ from app.repositories import persons as prepo
 from app.repositories.export import ExportFace
 from app.services import best_photos
 from app.services.scores import fill_missing
-from app.storage.export_tree import Entry, ExportTree, Skip, SyncReport, copy_of, write_bytes
+from app.storage.export_tree import Entry, ExportTree, Skip, SyncReport, copy_of, locked, write_bytes
 from app.types import Box
 
 log = logging.getLogger("app.export")
@@ -173,8 +174,17 @@ def _chip_info(face: ExportFace, folder: str, person_name: str | None, photos: _
 
 def export(sessions: sessionmaker[Session], settings: Settings, out_dir: Path,
            person_ids: Sequence[int] | None = None, copy: bool = False) -> ExportReport:
+    """Into `out_dir`, one export at a time (a second one into the same folder stops with
+    one line). `person_ids`: only these persons, into a new folder or one holding an
+    earlier --persons export (refused where every person was exported: it would delete
+    the others)."""
     started = time.perf_counter()
-    tree = ExportTree(out_dir)  # refuses a folder that is not an earlier export, before any work
+    with locked(out_dir):  # refuses a folder that is not an earlier export, before any work
+        return _export(sessions, settings, ExportTree(out_dir, person_ids), out_dir, person_ids, copy, started)
+
+
+def _export(sessions: sessionmaker[Session], settings: Settings, tree: ExportTree, out_dir: Path,
+            person_ids: Sequence[int] | None, copy: bool, started: float) -> ExportReport:
     fill_missing(sessions, settings)
     photos = _Photos(settings.max_image_pixels)
     plan = _Plan(settings, copy, photos)

@@ -367,3 +367,95 @@ def test_a_cover_face_removed_by_detecting_again_is_replaced(world, models):
         now = s.scalar(select(Persons.CoverFaceId).where(Persons.Id == gul))
         assert now is not None and now != cover
         assert s.scalar(select(Faces.PersonId).where(Faces.Id == now)) == gul
+
+
+def test_two_exports_into_one_folder_end_right(world, tmp_path, cli_factory):
+    """Issue 27: a --persons export beside a full one left summary.json with one person, and
+    every later export called it unchanged. A --persons export into a folder of every
+    person is refused; a file that is no longer what the export wrote is written again."""
+    cli = cli_factory(world.url)
+    env = {"THUMBNAIL_SAVE_PATH": str(world.settings.thumbnail_path)}
+    out = tmp_path / "export"
+    gul = main_person(world.sessions, GUL)
+    assert cli("--export", str(out), **env).returncode == 0
+    full = validate(out)
+    before = snapshot(out)
+    r = cli("--export", str(out), "--persons", str(gul), **env)
+    assert r.returncode == 2 and r.stderr.count("error:") == 1 and "export of every person" in r.stderr, r.stderr
+    assert snapshot(out) == before
+    # what a --persons export racing a full one left behind, and a user's slips
+    partial = tmp_path / "partial"
+    assert cli("--export", str(partial), "--persons", str(gul), **env).returncode == 0
+    (out / "summary.json").write_bytes((partial / "summary.json").read_bytes())
+    chips = sorted(out.glob(f"person_{gul}/faces/face_*.jpg"))
+    chips[0].unlink()
+    chips[1].write_bytes(b"\xff\xd8 not a chip any more")
+    (out / chips[2].relative_to(out).with_suffix(".json")).write_text("{}")
+    r = cli("--export", str(out), **env)
+    assert r.returncode == 0 and "4 written" in r.stdout, r.stdout + r.stderr
+    assert validate(out) == full
+    for chip in chips[:2]:
+        with Image.open(chip) as im:
+            assert im.size == (160, 160)
+    r = cli("--export", str(out), **env)
+    assert r.returncode == 0 and " 0 written, 0 moved, 0 deleted" in r.stdout, r.stdout
+
+
+def test_an_export_into_a_folder_another_export_holds_exits_2(world, tmp_path, cli_factory):
+    import fcntl
+
+    from app.storage.export_tree import LOCK
+
+    cli = cli_factory(world.url)
+    out = tmp_path / "export"
+    out.mkdir()
+    with open(out / LOCK, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        r = cli("--export", str(out), THUMBNAIL_SAVE_PATH=str(world.settings.thumbnail_path))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.strip() == f"error: --export {out}: another export into this folder is running"
+    assert os.listdir(out) == [LOCK]
+    r = cli("--export", str(out), THUMBNAIL_SAVE_PATH=str(world.settings.thumbnail_path))
+    assert r.returncode == 0, r.stderr
+    validate(out)
+
+
+@pytest.mark.parametrize("where, message", [
+    ("dangling", "is a symbolic link to .*, which does not exist"),
+    ("under_a_file", "cannot create .*: Not a directory"),
+])
+def test_an_export_folder_that_cannot_be_made_is_one_line(world, tmp_path, cli_factory, where, message):
+    if where == "dangling":
+        out = tmp_path / "link"
+        os.symlink(tmp_path / "unmounted" / "export", out)
+    else:
+        (tmp_path / "notes.txt").write_text("x")
+        out = tmp_path / "notes.txt" / "export"  # as read-only as it gets, even for root
+    r = cli_factory(world.url)("--export", str(out), THUMBNAIL_SAVE_PATH=str(world.settings.thumbnail_path))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert re.fullmatch(f"error: --export: .*{message}.*", line), line
+
+
+def test_a_full_disk_stops_the_export_with_one_line(world, tmp_path, monkeypatch):
+    import errno
+
+    out = tmp_path / "export"
+    real = Path.write_bytes
+    written = []
+
+    def write_bytes(self, data):
+        if out in self.parents and len(written) >= 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(self)
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    with pytest.raises(UsageError) as raised:
+        export(world.sessions, world.settings, out)
+    assert len(str(raised.value).splitlines()) == 1
+    assert re.match(rf"--export: cannot write into {re.escape(str(out))}: No space left on device; stopped after "
+                    r"\d+ of \d+ files", str(raised.value)), raised.value
+    monkeypatch.undo()  # space again: the next export finishes the folder
+    assert export(world.sessions, world.settings, out).sync.failed == []
+    validate(out)

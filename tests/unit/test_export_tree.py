@@ -2,6 +2,7 @@
 changed, never touches files it did not write, and survives a crash."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from app.errors import UsageError
 from app.pipeline import export_layout as layout
-from app.storage.export_tree import MANIFEST, TMP_SUFFIX, Entry, ExportTree, Skip, write_bytes
+from app.storage.export_tree import LOCK, MANIFEST, TMP_SUFFIX, Entry, ExportTree, Skip, locked, write_bytes
 
 
 @pytest.mark.parametrize("name", ["../../etc/passwd", "a/b\\c", "..", ".", "CON", "nul", "x\x00y\x07z\n",
@@ -145,3 +146,85 @@ def test_a_file_that_cannot_be_made_is_reported_and_retried(tmp_path):
     assert r.failed == [("a.jpg", "source file missing")] and r.written == ["b.jpg"]
     r = ExportTree(root).sync(entries({"a.jpg": b"A", "b.jpg": b"B"}))
     assert r.written == ["a.jpg"] and r.kept == 1
+
+
+def test_a_file_changed_or_deleted_since_is_written_again(tmp_path):
+    """Issue 27: a rerun trusted the manifest, so a file another export (or a user) had
+    overwritten or deleted was reported unchanged for ever."""
+    root = tmp_path / "out"
+    files = {"summary.json": b"all persons", "p1/faces/a.jpg": b"A", "p2/faces/b.jpg": b"B"}
+    ExportTree(root).sync(entries(files))
+    (root / "summary.json").write_bytes(b"one person")  # what a racing --persons export left
+    (root / "p1" / "faces" / "a.jpg").write_bytes(b"X")  # same size, other content
+    (root / "p2" / "faces" / "b.jpg").unlink()
+    r = ExportTree(root).sync(entries(files))
+    assert sorted(r.written) == sorted(files) and r.kept == 0
+    assert {p: (root / p).read_bytes() for p in files} == files
+    assert ExportTree(root).sync(entries(files)).changed == 0
+
+
+def test_a_version_1_manifest_still_checks_its_links(tmp_path):
+    root = tmp_path / "out"
+    root.mkdir()
+    os.symlink("/elsewhere", root / "photo.jpg")
+    (root / MANIFEST).write_text(json.dumps({"version": 1, "files": {"photo.jpg": "link:/right"}}))
+    r = ExportTree(root).sync({"photo.jpg": Entry("link:/right", link_to="/right")})
+    assert r.written == ["photo.jpg"] and os.readlink(root / "photo.jpg") == "/right"
+
+
+def test_a_second_export_into_a_locked_folder_stops(tmp_path):
+    root = tmp_path / "out"
+    with locked(root):
+        with pytest.raises(UsageError, match="another export into this folder is running"):
+            with locked(root):
+                pass
+    with locked(root):  # released
+        ExportTree(root).sync(entries({"a.jpg": b"A"}))
+    assert sorted(os.listdir(root)) == [MANIFEST, LOCK, "a.jpg"]
+    with locked(root):  # the lock file is not a file of a foreign folder
+        ExportTree(root)
+
+
+def test_a_persons_export_into_a_folder_of_every_person_is_refused(tmp_path):
+    root = tmp_path / "out"
+    ExportTree(root).sync(entries({"p1/a.jpg": b"A", "p2/b.jpg": b"B"}))
+    with pytest.raises(UsageError, match="holds an export of every person"):
+        ExportTree(root, persons=[1])
+    part = tmp_path / "part"
+    ExportTree(part, persons=[1]).sync(entries({"p1/a.jpg": b"A"}))
+    ExportTree(part, persons=[2]).sync(entries({"p2/b.jpg": b"B"}))  # a --persons folder takes another
+    ExportTree(part).sync(entries({"p1/a.jpg": b"A", "p2/b.jpg": b"B"}))  # and grows to every person
+    with pytest.raises(UsageError, match="every person"):
+        ExportTree(part, persons=[1])
+
+
+def test_a_full_disk_stops_the_sync_with_one_line_and_the_next_goes_on(tmp_path):
+    root = tmp_path / "out"
+    calls = []
+
+    def full(path: Path) -> None:
+        calls.append(path)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    want = {"a.jpg": Entry("k:A", write_bytes(b"A")), "b.jpg": Entry("k:B", full),
+            "c.jpg": Entry("k:C", write_bytes(b"C"))}
+    with pytest.raises(UsageError, match=r"cannot write into .*No space left on device; stopped after 1 of 3"):
+        ExportTree(root).sync(want)
+    assert len(calls) == 1 and not (root / "c.jpg").exists()  # stopped, not failed file by file
+    r = ExportTree(root).sync(entries({"a.jpg": b"A", "b.jpg": b"B", "c.jpg": b"C"}))
+    assert r.kept == 1 and sorted(r.written) == ["b.jpg", "c.jpg"]
+
+
+@pytest.mark.parametrize("where", ["dangling", "under_a_file"])
+def test_a_folder_that_cannot_be_made_is_one_usage_error(tmp_path, where):
+    if where == "dangling":
+        root = tmp_path / "link"
+        os.symlink(tmp_path / "gone" / "x", root)
+        match = "symbolic link to .* which does not exist"
+    else:
+        (tmp_path / "file").write_text("x")
+        root = tmp_path / "file" / "out"
+        match = "cannot create .*Not a directory"
+    with pytest.raises(UsageError, match=match):
+        with locked(root):
+            pass
