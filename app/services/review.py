@@ -12,6 +12,7 @@ bytes: a link in the library to /etc/passwd, a device or a fifo is never served.
 from __future__ import annotations
 
 import io
+import math
 import os
 import stat
 from dataclasses import dataclass
@@ -173,21 +174,22 @@ class UnassignedFace:
     suggestions: list[Suggestion]
 
 
-def unassigned(sessions: sessionmaker[Session], settings: Settings, limit: int, offset: int = 0
-               ) -> tuple[int, list[UnassignedFace]]:
-    """Faces without a person (usable ones first), a page of them, each with the persons
-    whose faces it resembles most on average (the deciding vectors, as the worker
-    compares them); also the total."""
+def unassigned(sessions: sessionmaker[Session], settings: Settings, limit: int, page: int = 1
+               ) -> tuple[int, int, list[UnassignedFace]]:
+    """Faces without a person (usable ones first), page `page` of them (the last one when
+    fewer pages are left), each with the persons whose faces it resembles most on average
+    (the deciding vectors, as the worker compares them): (total, page number, faces)."""
     second = settings.embedder not in FACENETS
     model = model_name(settings.embedder)
     with sessions() as session:
         total = rrepo.count_unassigned(session)
-        page = rrepo.unassigned_page(session, limit, offset, model, second)
+        page = min(max(page, 1), max(1, math.ceil(total / limit)))
+        rows = rrepo.unassigned_page(session, limit, (page - 1) * limit, model, second)
         person_ids, vectors, names = rrepo.person_vectors(session, model, second)
     persons, _, sums, counts = group_sums(vectors, person_ids)
     means = sums / counts[:, None] if counts.size else sums
     out = []
-    for row in page:
+    for row in rows:
         suggestions: list[Suggestion] = []
         if row.vector is not None and counts.size:
             sims = means @ row.vector
@@ -195,4 +197,4 @@ def unassigned(sessions: sessionmaker[Session], settings: Settings, limit: int, 
                 suggestions.append(Suggestion(int(persons[i]), names.get(int(persons[i])), float(sims[i])))
         out.append(UnassignedFace(row.face_id, row.media_file_id, row.file_path, row.thumbnail, row.usable,
                                   suggestions))
-    return total, out
+    return total, page, out

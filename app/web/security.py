@@ -14,6 +14,9 @@
   the server remembers. It lasts WEB_SESSION_HOURS (the cookie's Max-Age and the
   signature's age), is Secure when the page was reached over https, and ends at logout
   (POST /logout forgets the id) or when the server stops. It never holds the token.
+- Requests: a form is read only up to MAX_FORM_BYTES (the declared length checked first,
+  then the bytes counted as they come: 413) and MAX_FORM_FIELDS fields, no files; a NUL
+  character in a form field or the query, a multipart form without a boundary: 400.
 - A wrong token is answered after WRONG_TOKEN_DELAY_SECONDS; after WRONG_TOKEN_LIMIT wrong
   tokens from one address within WRONG_TOKEN_WINDOW_SECONDS, the login answers 429 until
   the oldest of them is that old, without looking at the token.
@@ -28,10 +31,13 @@ import math
 import secrets
 import time
 from collections import deque
-from typing import Awaitable, Callable
+from typing import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
 
 from itsdangerous import BadData, TimestampSigner
+from starlette.datastructures import FormData
+from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
+from starlette.requests import Request
 
 SESSION_COOKIE = "fg_sid"
 AUTH_COOKIE = "fg_auth"
@@ -43,6 +49,61 @@ LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")  # what a browser on this mach
 WRONG_TOKEN_DELAY_SECONDS = 0.75
 WRONG_TOKEN_LIMIT = 5
 WRONG_TOKEN_WINDOW_SECONDS = 300.0
+# The page's forms are small: the largest is a selection of faces, one field per face
+# (`face_id=12345&`, 16 bytes). A person page lists every face of the person, so a
+# selection of several thousand faces must still fit; 10,000 fields is 160 KB.
+MAX_FORM_FIELDS = 10_000
+MAX_FORM_BYTES = 1024 * 1024
+FORM_KINDS = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+class Refused(Exception):
+    """A request answered with `status` and one line, before any handler sees it."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def has_nul(pairs) -> bool:
+    """A NUL character in a key or value: no database column stores one (PostgreSQL fails)."""
+    return any("\x00" in k or (isinstance(v, str) and "\x00" in v) for k, v in pairs)
+
+
+async def read_form(request: Request) -> FormData:
+    """The posted form within the limits above (an empty one for other content types)."""
+    kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if kind not in FORM_KINDS:
+        return FormData()
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_FORM_BYTES):
+        raise Refused(413, f"refused: a form of more than {MAX_FORM_BYTES} bytes")
+    body = _counted(request.stream())
+    try:
+        if kind == "multipart/form-data":
+            parser: FormParser | MultiPartParser = MultiPartParser(
+                request.headers, body, max_files=0, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FORM_BYTES)
+        else:
+            parser = FormParser(request.headers, body, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FORM_BYTES)
+        form = await parser.parse()
+    except MultiPartException as exc:  # too many fields, no boundary, a file, broken multipart
+        raise Refused(400, f"refused: a bad form: {exc.message}") from None
+    finally:
+        await body.aclose()
+    if has_nul(form.multi_items()):
+        raise Refused(400, "refused: a form field holds a NUL character")
+    return form
+
+
+async def _counted(stream: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
+    """The body as it comes, refused once more than MAX_FORM_BYTES came (a body sent in
+    chunks declares no length)."""
+    seen = 0
+    async for chunk in stream:
+        seen += len(chunk)
+        if seen > MAX_FORM_BYTES:
+            raise Refused(413, f"refused: a form of more than {MAX_FORM_BYTES} bytes")
+        yield chunk
 
 
 def is_loopback(host: str) -> bool:

@@ -25,6 +25,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import (FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response,
                                  StreamingResponse)
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -35,7 +36,8 @@ from app.repositories.persons import SHOWS
 from app.services import history as history_service
 from app.services import best_photos, person_split, persons, review
 from app.db.types import utcnow
-from app.web.security import AUTH_COOKIE, SESSION_COOKIE, Guard, Hosts, local_path, over_https
+from app.web.security import (AUTH_COOKIE, SESSION_COOKIE, Guard, Hosts, Refused, has_nul, local_path, over_https,
+                              read_form)
 
 log = logging.getLogger("app.web")
 HERE = Path(__file__).parent
@@ -44,18 +46,51 @@ FACES_PAGE = 120  # unassigned faces per page
 BEST = 6
 FLASH_COOKIE = "fg_flash"
 SEND_CHUNK = 256 * 1024  # bytes read at a time when a photo or video is sent
+# Ids in paths and forms: 10 digits hold every Integer id (2**31 - 1) and still bind on
+# both databases (SQLite's driver cannot bind a number past 2**63: a 500 before).
+MAX_ID_DIGITS = 10
+MAX_PAGE = 10**9  # a page number asked for; the page shown is at most the last one
+
+
+class IdConvertor(Convertor):
+    """A row id in a path: at most MAX_ID_DIGITS digits (a longer number finds no route:
+    404), so no id too large for a database column reaches a query."""
+    regex = "[0-9]{1,%d}" % MAX_ID_DIGITS
+
+    def convert(self, value: str) -> int:
+        return int(value)
+
+    def to_string(self, value: int) -> str:
+        return str(value)
+
+
+register_url_convertor("id", IdConvertor())  # Starlette's registry of path types
+
+
+def _is_id(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= MAX_ID_DIGITS
 
 
 def _ids(values: list[str], what: str) -> list[int]:
     out = []
     for v in values:
         for part in str(v).replace(",", " ").split():
-            if not part.isdigit():
-                raise RequestError(f"{what}: {part!r} is not an id")
+            if not _is_id(part):
+                raise RequestError(f"{what}: {part[:40]!r} is not an id")
             out.append(int(part))
     if not out:
         raise RequestError(f"select at least one {what}")
     return out
+
+
+def _id_or_none(value, what: str) -> int | None:
+    """An optional id field: absent or empty is None; anything else must be an id."""
+    text = str(value or "").strip()
+    if not text:
+        return None
+    if not _is_id(text):
+        raise RequestError(f"{what}: {text[:40]!r} is not an id")
+    return int(text)
 
 
 def create_app(settings: Settings, sessions: sessionmaker[Session], host: str = "127.0.0.1",
@@ -108,7 +143,7 @@ def create_app(settings: Settings, sessions: sessionmaker[Session], host: str = 
         order = "unnamed" if request.query_params.get("order") == "unnamed" else "size"
         total = persons.count_persons(sessions, show)
         pages = max(1, math.ceil(total / PAGE_SIZE))
-        number = min(max(_int(request.query_params.get("page"), 1), 1), pages)
+        number = _number(request.query_params.get("page"), 1, 1, pages)
         listed = persons.list_persons(sessions, limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE, show=show,
                                       unnamed_first=order == "unnamed")
         return page(request, "grid.html", persons=listed, show=show, order=order, page_number=number, pages=pages,
@@ -136,8 +171,8 @@ def create_app(settings: Settings, sessions: sessionmaker[Session], host: str = 
                     rest=[by_id[i] for i in proposal.without_vector if i in by_id], bounds=proposal.bounds)
 
     def unassigned_page(request: Request) -> Response:
-        number = max(_int(request.query_params.get("page"), 1), 1)
-        total, faces = review.unassigned(sessions, settings, FACES_PAGE, (number - 1) * FACES_PAGE)
+        asked = _number(request.query_params.get("page"), 1, 1, MAX_PAGE)
+        total, number, faces = review.unassigned(sessions, settings, FACES_PAGE, asked)
         pages = max(1, math.ceil(total / FACES_PAGE))
         return page(request, "unassigned.html", faces=faces, total=total, page_number=number, pages=pages)
 
@@ -150,7 +185,7 @@ def create_app(settings: Settings, sessions: sessionmaker[Session], host: str = 
                     hidden=persons.count_persons(sessions, "hidden"))
 
     def history_page(request: Request) -> Response:
-        limit = min(max(_int(request.query_params.get("limit"), 50), 1), 500)
+        limit = _number(request.query_params.get("limit"), 50, 1, 500)
         return page(request, "history.html", operations=history_service.history(sessions, limit), limit=limit)
 
     # --- files (by id only) --------------------------------------------------------
@@ -208,7 +243,7 @@ def create_app(settings: Settings, sessions: sessionmaker[Session], host: str = 
         def act(f):
             faces = _ids(f.getlist("face_id"), "face")
             to = _target(sessions, str(f.get("to", "")))
-            expect = _int(f.get("from"), None)
+            expect = _id_or_none(f.get("from"), "from")
             r = persons.move_faces(sessions, faces, to, expect=expect)
             return r.summary, None
         return await form_action(request, act)
@@ -227,7 +262,7 @@ def create_app(settings: Settings, sessions: sessionmaker[Session], host: str = 
     async def reject(request: Request) -> Response:
         def act(f):
             faces = _ids(f.getlist("face_id"), "face")
-            return persons.reject_faces(sessions, faces, expect=_int(f.get("from"), None)).summary, None
+            return persons.reject_faces(sessions, faces, expect=_id_or_none(f.get("from"), "from")).summary, None
         return await form_action(request, act)
 
     async def split_apply(request: Request) -> Response:
@@ -242,7 +277,7 @@ def create_app(settings: Settings, sessions: sessionmaker[Session], host: str = 
 
     async def undo(request: Request) -> Response:
         def act(f):
-            r = history_service.undo(sessions, _int(f.get("op"), None), force=f.get("force") == "1")
+            r = history_service.undo(sessions, _id_or_none(f.get("op"), "operation"), force=f.get("force") == "1")
             return r.summary, None
         return await form_action(request, act)
 
@@ -274,15 +309,16 @@ def create_app(settings: Settings, sessions: sessionmaker[Session], host: str = 
 
     # --- guards --------------------------------------------------------------------
 
-    async def guarded(request: Request, call_next) -> Response:
+    async def checked(request: Request, call_next) -> Response:
+        """The request through the guards (Refused: answered with one line), then the page."""
         host, origin = request.headers.get("host"), request.headers.get("origin")
         if not hosts.accepts(host):
-            log.warning("review page: a request for Host %s refused", _shown(host))
-            return PlainTextResponse(f"refused: this server does not answer to Host {_shown(host)} "
-                                     "(add the name to WEB_ALLOWED_HOSTS)", status_code=400)
+            raise Refused(400, f"refused: this server does not answer to Host {_shown(host)} "
+                               "(add the name to WEB_ALLOWED_HOSTS)")
         if request.method == "POST" and not hosts.origin_ok(origin):
-            log.warning("review page: POST %s from Origin %s refused", request.url.path, _shown(origin))
-            return PlainTextResponse(f"refused: a POST from another site (Origin {_shown(origin)})", status_code=403)
+            raise Refused(403, f"refused: a POST from another site (Origin {_shown(origin)})")
+        if has_nul(request.query_params.multi_items()):
+            raise Refused(400, "refused: a NUL character in the query")
         sid = request.cookies.get(SESSION_COOKIE)
         fresh = sid is None
         request.state.sid = sid = sid or guard.new_session()
@@ -293,14 +329,20 @@ def create_app(settings: Settings, sessions: sessionmaker[Session], host: str = 
             form = await _form(request)
             sent = request.headers.get("x-csrf-token") or form.get("csrf")
             if not guard.csrf_ok(None if fresh else sid, sent):
-                log.warning("review page: POST %s refused, no valid CSRF token", request.url.path)
-                response = PlainTextResponse("refused: missing or wrong CSRF token; reload the page", status_code=403)
-            else:
-                response = await call_next(request)
+                raise Refused(403, "refused: missing or wrong CSRF token; reload the page")
+            response = await call_next(request)
         else:
             response = await call_next(request)
         if fresh:
             _cookie(request, response, SESSION_COOKIE, sid)
+        return response
+
+    async def guarded(request: Request, call_next) -> Response:
+        try:
+            response = await checked(request, call_next)
+        except Refused as exc:
+            log.warning("review page: %s %s %s", request.method, request.url.path, exc)
+            response = PlainTextResponse(str(exc), status_code=exc.status)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Content-Security-Policy",
@@ -309,14 +351,14 @@ def create_app(settings: Settings, sessions: sessionmaker[Session], host: str = 
 
     routes = [
         Route("/", grid),
-        Route("/persons/{person_id:int}", person),
-        Route("/persons/{person_id:int}/split", split_page),
-        Route("/persons/{person_id:int}/split/apply", split_apply, methods=["POST"]),
-        Route("/persons/{person_id:int}/rename", rename, methods=["POST"]),
-        Route("/persons/{person_id:int}/hide", hide, methods=["POST"]),
-        Route("/persons/{person_id:int}/unhide", hide, methods=["POST"]),
-        Route("/persons/{person_id:int}/delete", delete, methods=["POST"]),
-        Route("/persons/{person_id:int}/cover", cover, methods=["POST"]),
+        Route("/persons/{person_id:id}", person),
+        Route("/persons/{person_id:id}/split", split_page),
+        Route("/persons/{person_id:id}/split/apply", split_apply, methods=["POST"]),
+        Route("/persons/{person_id:id}/rename", rename, methods=["POST"]),
+        Route("/persons/{person_id:id}/hide", hide, methods=["POST"]),
+        Route("/persons/{person_id:id}/unhide", hide, methods=["POST"]),
+        Route("/persons/{person_id:id}/delete", delete, methods=["POST"]),
+        Route("/persons/{person_id:id}/cover", cover, methods=["POST"]),
         Route("/persons/merge", merge, methods=["POST"]),
         Route("/faces/move", move, methods=["POST"]),
         Route("/faces/reject", reject, methods=["POST"]),
@@ -324,9 +366,9 @@ def create_app(settings: Settings, sessions: sessionmaker[Session], host: str = 
         Route("/unassigned", unassigned_page),
         Route("/status", status_page),
         Route("/history", history_page),
-        Route("/thumb/{face_id:int}", thumb),
-        Route("/photo/{media_id:int}", photo),
-        Route("/faces/{face_id:int}/photo", face_photo),
+        Route("/thumb/{face_id:id}", thumb),
+        Route("/photo/{media_id:id}", photo),
+        Route("/faces/{face_id:id}/photo", face_photo),
         Route("/api/names", names),
         Route("/login", login, methods=["GET", "POST"]),
         Route("/logout", logout, methods=["POST"]),
@@ -348,12 +390,12 @@ def _send(body: review.MediaBody) -> Response:
                              headers={"Content-Length": str(body.size), "Cache-Control": "private, max-age=3600"})
 
 
-async def _form(request: Request):
-    """The posted form, parsed once: the guard reads it for the CSRF token and the
-    handler for its fields (a request's body can be read only once through middleware)."""
+async def _form(request: Request) -> FormData:
+    """The posted form, parsed once within the limits (app/web/security.py read_form): the
+    guard reads it for the CSRF token and the handler for its fields (a request's body can
+    be read only once through middleware)."""
     if not hasattr(request.state, "form"):
-        kind = request.headers.get("content-type", "")
-        request.state.form = await request.form() if "form" in kind else FormData()
+        request.state.form = await read_form(request)
     return request.state.form
 
 
@@ -373,11 +415,12 @@ def _shown(header: str | None) -> str:
     return "none" if header is None else repr(header[:80])
 
 
-def _int(value, default):
-    try:
-        return int(str(value))
-    except (TypeError, ValueError):
+def _number(value, default: int, low: int, high: int) -> int:
+    """A number from the query, kept within [low, high]; not a number: the default."""
+    text = str(value or "").strip()
+    if not (text.isascii() and text.isdigit()):
         return default
+    return min(max(int(text[:20]), low), high)  # 20 digits: past any bound, and cheap to parse
 
 
 def _target(sessions: sessionmaker[Session], text: str) -> int | None:
@@ -388,7 +431,7 @@ def _target(sessions: sessionmaker[Session], text: str) -> int | None:
     if text.lower() == "new":
         return None
     head = text.split(" ", 1)[0]
-    if head.isdigit():
+    if _is_id(head):
         return int(head)
     found = [(i, n) for i, n in review.search_names(sessions, text, 50) if n.lower() == text.lower()]
     if len(found) == 1:
