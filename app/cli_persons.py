@@ -57,7 +57,9 @@ def add_arguments(p: argparse.ArgumentParser, modes) -> None:
     p.add_argument("--apply", action="store_true", help="with --split: create the proposed persons")
     p.add_argument("--force", action="store_true",
                    help="with --merge: merge differently named persons; with --undo: undo despite later changes")
-    p.add_argument("--limit", metavar="N", type=int, default=20, help="with --history: how many (default 20)")
+    # read here, not by argparse, so that a bad number is one line like every other bad id
+    p.add_argument("--limit", metavar="N", default="20",
+                   help="with --history: how many (default 20, at most 10,000)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -93,8 +95,10 @@ def run(ctx_factory, settings: Settings, args: argparse.Namespace, mode: str) ->
     ctx = ctx_factory(settings)
     sessions = ctx.sessions
     if mode == "persons":
-        found = persons.list_persons(sessions, include_hidden=args.all_persons or bool(args.persons),
-                                     person_ids=args.persons or None)
+        if args.persons:
+            found = persons.persons_by_id(sessions, args.persons)
+        else:
+            found = persons.list_persons(sessions, include_hidden=args.all_persons)
         if args.json:
             _json([asdict(p) for p in found])
             return EXIT_OK
@@ -118,7 +122,7 @@ def run(ctx_factory, settings: Settings, args: argparse.Namespace, mode: str) ->
                  f.assigned_by or "-", _when(f.assigned_at)] for f in d.faces])
         return EXIT_OK
     if mode == "history":
-        ops = history.history(sessions, args.limit)
+        ops = history.history(sessions, _id(args.limit, "--limit"))
         if args.json:
             _json([asdict(o) for o in ops])
             return EXIT_OK
@@ -189,4 +193,4 @@ def _id(text: str, flag: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise UsageError(f"{flag}: expected a number, got {text!r}") from None
+        raise UsageError(f"{flag}: expected a whole number, got {text!r}") from None

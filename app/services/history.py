@@ -17,10 +17,15 @@ from app.repositories.history import OperationRow
 from app.services.person_change import OpResult, details, operation
 
 
+# The most operations one listing shows: each is a row in memory and on the screen, and
+# a number beyond it (`--limit 100000000000000000000`) would overflow the database's integer.
+HISTORY_MAX = 10_000
+
+
 def history(sessions: sessionmaker[Session], limit: int = 20) -> list[OperationRow]:
     """The latest operations first, user operations and worker runs alike."""
-    if limit < 1:
-        raise RequestError(f"--limit must be at least 1 (got {limit})")
+    if not 1 <= limit <= HISTORY_MAX:
+        raise RequestError(f"--limit must be from 1 to {HISTORY_MAX:,} (got {limit})")
     with sessions() as session:
         return hrepo.operations(session, limit)
 

@@ -38,6 +38,16 @@ def list_persons(sessions: sessionmaker[Session], include_hidden: bool = False, 
                                   unnamed_first=unnamed_first)
 
 
+def persons_by_id(sessions: sessionmaker[Session], person_ids: Sequence[int]) -> list[PersonSummary]:
+    """The given persons, hidden ones too, largest first; an unknown id is an error, as for
+    every other person command (nothing is listed then)."""
+    found = list_persons(sessions, include_hidden=True, person_ids=person_ids)
+    missing = sorted(set(person_ids) - {p.id for p in found})
+    if missing:
+        raise RequestError(f"no person with id {', '.join(map(str, missing))}")
+    return found
+
+
 def count_persons(sessions: sessionmaker[Session], show: str = "visible") -> int:
     with sessions() as session:
         return prepo.count_persons(session, show)

@@ -326,6 +326,10 @@ def test_the_log_replays_to_every_face_person(world):
     (["--move", "99999", "--to", "{gul}"], "no face with id 99999"),
     (["--reject", "{agassi_face}", "--from", "{gul}"], "not in person"),
     (["--undo", "999"], "no operation with id 999"),
+    (["--persons", "{gul}", "99999"], "no person with id 99999"),
+    (["--history", "--limit", "1e20"], "--limit: expected a whole number, got '1e20'"),
+    (["--history", "--limit", "100000000000000000000"], "--limit must be from 1 to 10,000"),
+    (["--history", "--limit", "0"], "--limit must be from 1 to 10,000"),
 ])
 def test_bad_requests_exit_2_with_one_line_and_change_nothing(world, cli_factory, args, message):
     gul = main_person(world.sessions, GUL)

@@ -228,3 +228,19 @@ def test_a_folder_that_cannot_be_made_is_one_usage_error(tmp_path, where):
     with pytest.raises(UsageError, match=match):
         with locked(root):
             pass
+
+
+def test_a_read_only_folder_is_one_usage_error(tmp_path, monkeypatch):
+    root = tmp_path / "out"
+    root.mkdir()
+    real = os.open
+
+    def read_only(path, *args, **kw):  # chmod stops no root: the file system says it instead
+        if str(path).startswith(str(root)):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real(path, *args, **kw)
+
+    monkeypatch.setattr(os, "open", read_only)
+    with pytest.raises(UsageError, match="cannot write into .*: Read-only file system$"):
+        with locked(root):
+            pass
