@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     modes.add_argument("--serve", action="store_true",
                        help="serve the review page (persons, faces, history) on --host:--port until stopped")
     p.add_argument("--host", default="127.0.0.1",
-                   help="with --serve: address to bind (default 127.0.0.1; any other needs WEB_TOKEN)")
+                   help="with --serve: address to bind (default 127.0.0.1; any other needs WEB_TOKEN); the page "
+                   "answers only to this name, the localhost forms and WEB_ALLOWED_HOSTS")
     p.add_argument("--port", type=int, default=8377, help="with --serve: port (default 8377)")
     p.add_argument("--sweep", action="store_true",
                    help="with --evaluate: also try a grid of HDBSCAN/DBSCAN settings and print the table")
@@ -389,19 +390,25 @@ def run_serve(settings: Settings, args: argparse.Namespace) -> int:
                          "needs WEB_TOKEN (the page then asks for it once)")
     import uvicorn
 
-    from app.web.server import create_app
+    from app.web.server import create_app, listen
 
     ctx = _connect(settings)
     try:
-        app = create_app(settings, ctx.sessions, args.host)
-        log.info("review page on http://%s:%d/ (database %s)%s", args.host, args.port,
-                 display(settings.database_url), "; login with WEB_TOKEN" if settings.web_token else "")
-        config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False)
-        server = uvicorn.Server(config)
-        try:
-            server.run()
+        try:  # bound here, not by uvicorn, which logs a busy port and ends the process itself (exit 1 or 3)
+            sock = listen(args.host, args.port)
         except OSError as exc:
-            raise UsageError(f"--serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+            reason = (exc.strerror or str(exc)).lower()
+            raise UsageError(f"--serve: cannot listen on {args.host}:{args.port}: {reason}") from None
+        with sock:
+            app = create_app(settings, ctx.sessions, args.host)
+            log.info("review page on http://%s:%d/ (database %s)%s", args.host, args.port,
+                     display(settings.database_url), "; login with WEB_TOKEN" if settings.web_token else "")
+            config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+            server = uvicorn.Server(config)
+            try:
+                server.run(sockets=[sock])
+            except SystemExit as exc:  # uvicorn's own exit when its startup fails
+                raise UsageError(f"--serve: the review page did not start (uvicorn exit {exc.code})") from None
         return EXIT_OK if server.started else EXIT_USAGE
     finally:
         ctx.engine.dispose()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import socket
 from pathlib import Path
 from urllib.parse import quote, unquote
 
@@ -375,6 +376,21 @@ def create_app(settings: Settings, sessions: sessionmaker[Session], host: str = 
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     return Starlette(routes=routes, middleware=[Middleware(BaseHTTPMiddleware, dispatch=guarded)])
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The review page's socket, bound to host:port (OSError: a busy port, an unknown
+    host) for the server to listen on."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                         flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: no wait after a restart
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def _send(body: review.MediaBody) -> Response:

@@ -10,6 +10,7 @@ import hmac
 import os
 import re
 import shutil
+import socket
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -377,3 +378,15 @@ def test_forms_too_large_or_malformed_are_refused_before_parsing(site):
     assert _name(site.sessions, pid) is None
     got = client.post(url, files={"name": (None, "Al Gore")}, data={"csrf": token}, follow_redirects=False)
     assert got.status_code == 303 and _name(site.sessions, pid) == "Al Gore"  # a multipart form within the limits
+
+
+def test_serve_on_a_busy_port_says_so_in_one_line_and_exits_2(cli):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = cli("--serve", "--port", str(port), timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: --serve: cannot listen on 127.0.0.1:{port}: address already in use")
+    assert "Traceback" not in done.stderr and "Errno" not in done.stderr
