@@ -89,7 +89,7 @@ def main() -> None:
     print(f"filled {args.persons} persons, {args.persons * args.faces_per_person + args.big} faces "
           f"in {time.perf_counter() - t:.1f} s")
     settings = replace(load_settings({}, env_file=None), database_url=url)
-    client = TestClient(create_app(settings, session_factory(engine)))
+    client = TestClient(create_app(settings, session_factory(engine)), base_url="http://127.0.0.1")
     pages = [
         ("persons grid, page 1 (largest first)", "/"),
         ("persons grid, page 100", "/?page=100"),

@@ -168,7 +168,7 @@ def test_the_review_page_shows_a_video_face_in_its_frame(library):
     with sessions() as s:
         photo_face, photo_path = s.execute(select(Faces.Id, MediaFile.FilePath).join(MediaFile)
                                            .where(Faces.FrameNumber.is_(None))).first()
-    with TestClient(create_app(settings, sessions)) as client:
+    with TestClient(create_app(settings, sessions), base_url="http://127.0.0.1") as client:
         frame = client.get(f"/faces/{video_face.Id}/photo")
         assert frame.status_code == 200 and frame.headers["content-type"] == "image/jpeg"
         with Image.open(io.BytesIO(frame.content)) as im:
