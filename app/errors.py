@@ -50,3 +50,9 @@ class DatabaseUnavailable(AppError):
 class RequestError(AppError):
     """A person operation asked for something that does not exist or is not allowed (an
     unknown id, an empty name, ...): nothing was changed."""
+
+
+class EnvironmentFault(AppError):
+    """The machine, not the items, keeps the work from being done (a thumbnail folder that
+    cannot be written, a photo folder gone): the run stops and nothing is charged to the
+    items; the message names the cause and says to fix it."""

@@ -31,7 +31,7 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.errors import first_line
+from app.errors import EnvironmentFault, first_line
 from app.db.types import utcnow
 from app.inference.detector import Detector
 from app.pipeline.encode import Cropper, FaceEncoder, Prepared, Vectors, parse_landmarks
@@ -54,7 +54,7 @@ from app.repositories import media as media_repo
 from app.repositories import outbox
 from app.repositories import persons as prepo
 from app.repositories import queue as q_repo
-from app.services import detect_flow, detect_procs, work_queue
+from app.services import detect_flow, detect_procs, environment, work_queue
 from app.services.work_queue import Problem
 from app.stopping import StopFlag
 from app.storage import thumbnails
@@ -197,10 +197,12 @@ class Ready:
 
 def failure(item: media_repo.ClaimedItem, exc: Exception, what: str = "image") -> Problem:
     """The item's failure: the file's own fault (a DecodeError, with whether retrying can
-    help), memory, or anything else (logged with its traceback: a model or library failure
-    on one image must not stop the batch)."""
+    help, and whether the machine may be at fault instead: app/services/environment.py),
+    memory, or anything else (logged with its traceback: a model or library failure on
+    one image must not stop the batch)."""
     if isinstance(exc, DecodeError):
-        return Problem(item.item_id, str(exc), permanent=exc.permanent)
+        return Problem(item.item_id, str(exc), permanent=exc.permanent,
+                       suspicion=environment.photo_suspicion(Path(item.file_path), exc))
     if isinstance(exc, MemoryError):
         return Problem(item.item_id, f"out of memory while processing the {what}")
     log.error("item %d (%s): unexpected error", item.item_id, item.file_path, exc_info=exc)
@@ -280,9 +282,10 @@ class PhotoSteps:
         try:
             for f in found:
                 files.append(str(thumbnails.write(self.thumbnail_path, item.media_file_id, f.thumbnail)))
-        except OSError as exc:
+        except OSError as exc:  # the folder's fault, never the photo's: the run stops
             thumbnails.delete(files)
-            return Problem(item.item_id, f"cannot write face thumbnails under {self.thumbnail_path}: {exc}")
+            return Problem(item.item_id, f"cannot write face thumbnails under {self.thumbnail_path}: {exc}",
+                           suspicion=environment.thumbnail_suspicion(self.thumbnail_path, exc))
         finally:
             self.timings.since("thumbnails", started)
         crops: list = [None] * len(found)
@@ -456,9 +459,10 @@ class DetectionStage:
         try:
             for _, c in kept:
                 files.append(str(thumbnails.write(s.thumbnail_path, item.media_file_id, c.item.found.thumbnail)))
-        except OSError as exc:
+        except OSError as exc:  # the folder's fault, never the video's: the run stops
             thumbnails.delete(files)
-            return Problem(item.item_id, f"cannot write face thumbnails under {s.thumbnail_path}: {exc}")
+            return Problem(item.item_id, f"cannot write face thumbnails under {s.thumbnail_path}: {exc}",
+                           suspicion=environment.thumbnail_suspicion(s.thumbnail_path, exc))
         log.info("%s: %d frames sampled, %d faces in %d tracks, %d kept", self.describe(item.item_id), frames,
                  sum(t.faces for t in tracker.tracks), len(tracker.tracks), len(kept))
         name = Path(item.file_path).name
@@ -564,13 +568,20 @@ class _Batches:
     claim of a pass may take one, and nothing is claimed after it; when a later claim sees
     a suspect waiting, the pass ends after that batch, so the next pass takes it. If the
     database goes away at a claim, the batches not stored yet are lost (their rows are
-    handed back, their thumbnails swept later) and done again by the next run."""
+    handed back, their thumbnails swept later) and done again by the next run.
+
+    Outcomes go through the run's environment watch (app/services/environment.py): while
+    photos fail in a row in a way that may be the machine's (their folder missing), their
+    batches wait unstored; when the watch finds the machine at fault, every batch not
+    stored is handed back uncharged and the EnvironmentFault ends the run."""
 
     def __init__(self, sessions: sessionmaker[Session], stage: DetectionStage, settings: Settings,
-                 stop: StopFlag | None):
+                 stop: StopFlag | None, watch: environment.Watch):
         self.sessions, self.stage, self.settings, self.stop = sessions, stage, settings, stop
+        self.watch = watch
         self.opened: deque[_Open] = deque()  # claimed, not stored yet, in order
         self.claimed = 0  # batches claimed
+        self.exhausted = False  # the pass ended because nothing more was claimable
         self.heartbeat = work_queue.Heartbeat(sessions, stage.queue, [], settings, log)
 
     def items(self) -> Iterator[media_repo.ClaimedItem]:
@@ -579,6 +590,7 @@ class _Batches:
             claimed = work_queue.claim_batch(self.sessions, self.stage, s, s.detect_batch_size,
                                              suspects=not self.claimed)
             if claimed is None:
+                self.exhausted = True
                 return
             self.claimed += 1
             ids = [c.id for c in claimed.claims]
@@ -594,15 +606,27 @@ class _Batches:
         last claim: the caller runs again until nothing was claimed."""
         opened = self.opened
         with self.heartbeat:
-            for item, outcome in detect_flow.stream(self.items(), self.stage, self.stop, self.stage.lanes):
-                batch = next(b for b in opened if item.item_id in b.waiting)
-                batch.waiting.discard(item.item_id)
-                if isinstance(outcome, Problem):
-                    batch.problems.append(outcome)
-                elif outcome is not None:  # None: a video stopped halfway, handed back
-                    batch.results.append(outcome)
-                while opened and not opened[0].waiting:
-                    yield self._store(opened.popleft())
+            try:
+                # closed (the lanes done) before a fault hands the rows back
+                with closing(detect_flow.stream(self.items(), self.stage, self.stop, self.stage.lanes)) as flow:
+                    for item, outcome in flow:
+                        batch = next(b for b in opened if item.item_id in b.waiting)
+                        batch.waiting.discard(item.item_id)
+                        if isinstance(outcome, Problem):
+                            batch.problems.append(outcome)
+                        elif outcome is not None:  # None: a video stopped halfway, handed back
+                            batch.results.append(outcome)
+                        if outcome is not None:
+                            self.watch.see(item.file_path, getattr(outcome, "suspicion", None))
+                        while opened and not opened[0].waiting and not self.watch.holding:
+                            yield self._store(opened.popleft())
+                if self.exhausted:
+                    self.watch.end()
+            except EnvironmentFault:
+                work_queue.hand_back(self.sessions, self.stage, self.settings, [b.claimed for b in opened],
+                                     [r for b in opened for r in b.results])
+                opened.clear()
+                raise
             while opened:  # stopped: what has an outcome is stored, the rest handed back
                 yield self._store(opened.popleft())
 
@@ -627,7 +651,9 @@ def detect_pending(sessions: sessionmaker[Session], detector: Detector, settings
                    stop: StopFlag | None = None, encoder: FaceEncoder | None = None) -> DetectReport:
     """Process batches until nothing is claimable (or a stop is requested), then sweep
     orphaned thumbnails. With an encoder, large enough faces are embedded on the way."""
+    environment.check_thumbnail_folder(settings.thumbnail_path)  # before any photo is claimed
     total = DetectReport()
+    watch = environment.Watch("photo")
     detector.load()
     stage = DetectionStage(detector, settings, encoder, stop)
     if stage.processes is None:
@@ -636,7 +662,7 @@ def detect_pending(sessions: sessionmaker[Session], detector: Detector, settings
     started = time.perf_counter()
     with work_queue.handing_back_on_error(sessions, stage.queue, settings, log):
         while not (stop is not None and stop.is_set()):
-            batches = _Batches(sessions, stage, settings, stop)
+            batches = _Batches(sessions, stage, settings, stop, watch)
             for report in batches.run():
                 total.add(report)
             if not batches.claimed:

@@ -6,7 +6,11 @@ per batch), cropped and embedded with no transaction open, and stored in a short
 transaction. A face that fails (its photo unreadable, a crop or model error) is retried
 at most MAX_ATTEMPTS times and then left with its reason in EmbedError; the others go on.
 When the model fails on a batch, the batch is embedded face by face so only the face at
-fault fails.
+fault fails. Photos that cannot be read because of the machine (their folder missing:
+a library unmounted) charge nothing: the run's environment watch
+(app/services/environment.py) holds back batches while photos fail that way in a row,
+and when it finds the machine at fault they are handed back and the run stops with an
+EnvironmentFault.
 """
 from __future__ import annotations
 
@@ -19,14 +23,15 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.errors import first_line
+from app.errors import EnvironmentFault, first_line
 from app.pipeline.encode import FaceEncoder, Prepared, parse_landmarks
 from app.pipeline.decode import DecodeError, load_rgb
 from app.pipeline.video import frame_at
 from app.repositories import queue as q_repo
 from app.repositories import recognition as repo
-from app.services import work_queue
-from app.services.work_queue import Problem
+from app.services import environment, work_queue
+from app.services.environment import Suspicion
+from app.services.work_queue import BatchReport, Claimed, Problem
 from app.stopping import StopFlag
 from app.types import Box
 
@@ -88,7 +93,9 @@ class EmbeddingStage:
                 else:
                     image = load_rgb(path, self.settings.max_image_pixels)
             except DecodeError as exc:
-                problems.extend(Problem(f.face_id, f"cannot read the photo: {exc}", exc.permanent) for f in group)
+                suspicion = environment.photo_suspicion(path, exc)
+                problems.extend(Problem(f.face_id, f"cannot read the photo: {exc}", exc.permanent, suspicion)
+                                for f in group)
                 continue
             except MemoryError:
                 problems.extend(Problem(f.face_id, "out of memory while reading the photo") for f in group)
@@ -133,6 +140,21 @@ class EmbeddingStage:
         pass
 
 
+def _photo_outcomes(faces: list[repo.FaceToEmbed], results: list[Embedded], problems: list[Problem]
+                    ) -> list[tuple[str, Suspicion | None]]:
+    """Per photo of a batch, in claim order: its file, and the suspicion its faces' failure
+    raised (None: embedded, or failed for a reason of its own); photos not started are
+    left out."""
+    done = {r.face_id for r in results}
+    suspicions = {p.id: p.suspicion for p in problems}
+    out: list[tuple[str, Suspicion | None]] = []
+    for path, group in groupby(faces, key=lambda f: f.file_path):
+        ids = [f.face_id for f in group]
+        if any(i in done or i in suspicions for i in ids):
+            out.append((path, next((suspicions[i] for i in ids if suspicions.get(i)), None)))
+    return out
+
+
 def embed_pending(sessions: sessionmaker[Session], encoder: FaceEncoder, settings: Settings,
                   stop: StopFlag | None = None) -> EmbedReport:
     report = EmbedReport()
@@ -144,22 +166,50 @@ def embed_pending(sessions: sessionmaker[Session], encoder: FaceEncoder, setting
     if total:
         log.info("embedding %d faces with %s", total, encoder.name)
         encoder.load()
-    with work_queue.handing_back_on_error(sessions, stage.queue, settings, log):
-        while not (stop is not None and stop.is_set()):
-            batch = work_queue.run_batch(sessions, stage, settings, settings.embed_batch_size, stop)
-            if batch is None:
-                break
-            report.faces += len(batch.results)
-            report.failures.update(batch.failures)
-            for r in batch.results:  # failed earlier in this run, embedded on a retry
-                report.failures.pop(r.face_id, None)
-            now = time.perf_counter()
-            if now - last_progress >= PROGRESS_EVERY_SECONDS:
-                done = report.faces + len(report.failures)
-                log.info("embedded %d / %d faces (%.1f faces/s)", done, total, done / (now - started))
-                last_progress = now
+    watch = environment.Watch("face")
+    held: list[tuple[Claimed, list[Embedded], list[Problem]]] = []  # worked on, not stored yet
+
+    def store_held() -> None:
+        for claimed, results, problems in held:
+            heartbeat.remove(c.id for c in claimed.claims)
+            _count(report, work_queue.finish_batch(sessions, stage, settings, claimed, results, problems))
+        held.clear()
+
+    with work_queue.handing_back_on_error(sessions, stage.queue, settings, log), \
+            work_queue.Heartbeat(sessions, stage.queue, [], settings, log) as heartbeat:
+        try:
+            while not (stop is not None and stop.is_set()):
+                # a suspect (its worker died) is tried alone, so not while batches are held
+                claimed = work_queue.claim_batch(sessions, stage, settings, settings.embed_batch_size,
+                                                 suspects=not held)
+                if claimed is None:
+                    watch.end()
+                    break
+                heartbeat.add(c.id for c in claimed.claims)
+                results, problems = stage.work(claimed.items, stop) if claimed.claims else ([], [])
+                for path, suspicion in _photo_outcomes(claimed.items, results, problems):
+                    watch.see(path, suspicion)
+                held.append((claimed, results, problems))
+                if not watch.holding:  # a streak of suspect failures waits: it may prove the machine at fault
+                    store_held()
+                now = time.perf_counter()
+                if now - last_progress >= PROGRESS_EVERY_SECONDS:
+                    done = report.faces + len(report.failures)
+                    log.info("embedded %d / %d faces (%.1f faces/s)", done, total, done / (now - started))
+                    last_progress = now
+        except EnvironmentFault:
+            work_queue.hand_back(sessions, stage, settings, [b[0] for b in held], [])
+            raise
+        store_held()  # stopped, or nothing left to claim
     report.seconds = time.perf_counter() - started
     if report.faces or report.failed:
         log.info("embedded %d faces (%d failed) in %.1f s (%.1f faces/s)", report.faces, report.failed,
                  report.seconds, report.faces / report.seconds if report.seconds else 0.0)
     return report
+
+
+def _count(report: EmbedReport, batch: BatchReport) -> None:
+    report.faces += len(batch.results)
+    report.failures.update(batch.failures)
+    for r in batch.results:  # failed earlier in this run, embedded on a retry
+        report.failures.pop(r.face_id, None)

@@ -26,6 +26,7 @@ from app.db.types import utcnow
 from app.errors import DatabaseUnavailable, first_line
 from app.repositories import queue as q_repo
 from app.repositories.queue import Claim, Failed, Queue
+from app.services.environment import Suspicion
 from app.stopping import StopFlag
 
 T = TypeVar("T")  # what the work step needs of one claimed row
@@ -119,6 +120,9 @@ class Problem:
     id: int
     error: str
     permanent: bool = False
+    # Why the environment may be at fault rather than the row (a folder missing, a disk
+    # full): app/services/environment.py decides whether the run stops, charging nothing.
+    suspicion: Suspicion | None = None
 
 
 class Stage(Protocol, Generic[T, R]):
@@ -314,3 +318,17 @@ def run_batch(sessions: sessionmaker[Session], stage: Stage, settings: Settings,
     with Heartbeat(sessions, stage.queue, [c.id for c in claimed.claims], settings, stage.log):
         results, problems = stage.work(claimed.items, stop)
     return finish_batch(sessions, stage, settings, claimed, results, problems)
+
+
+def hand_back(sessions: sessionmaker[Session], stage: Stage, settings: Settings, batches: Sequence[Claimed],
+              results: Sequence) -> None:
+    """Claimed batches whose work must not be charged (the environment is at fault): every
+    row back to the queue with the attempts it had before this claim, as on a stop, and
+    the files of their results deleted (they belong to nobody)."""
+    claims = [c for b in batches for c in b.claims]
+    if claims:
+        in_transaction(sessions, lambda s: q_repo.release(s, stage.queue, claims, settings.worker_id),
+                       f"handing back {stage.queue.name} work", stage.log)
+        stage.log.info("%s: handed back %d claimed rows, no attempt charged", stage.queue.name, len(claims))
+    stage.after_commit([], list(results))
+

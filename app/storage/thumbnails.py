@@ -65,6 +65,16 @@ def _write_new(path: Path, data: bytes) -> None:
             raise
 
 
+def probe(root: Path) -> None:
+    """Make the thumbnail folder if need be, then write and delete a small file in it, so
+    a folder that cannot be written (read-only, full, not a folder) is found once before
+    a run rather than on every photo. Raises the OSError that says why."""
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / f".probe-{secrets.token_hex(8)}"  # a new name: never over another file
+    _write_new(path, b"face-grouping worker: checking this folder can be written\n")
+    path.unlink()
+
+
 def delete(paths: Iterable[str | Path | None]) -> int:
     gone = 0
     for p in paths:

@@ -1,0 +1,173 @@
+"""Faults of the machine are not charged to the photos (app/services/environment.py): a
+thumbnail folder that cannot be written, or a photo folder gone (unmounted, renamed),
+stops the run with one line and exit 2, every claimed row back in the queue with the
+attempts it had, however many times it is run; once the machine is fixed, a normal run
+does them all. One photo missing from a folder that is there is still its own fault.
+
+Run as root too, where permissions do not stop writes: a folder that cannot be written
+is made by putting a regular file where a folder must be (ENOTDIR, EEXIST), and a full
+disk by a file write that raises ENOSPC."""
+import errno
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from app.config import load_settings
+from app.db.engine import make_engine, session_factory
+from app.errors import EnvironmentFault
+from app.services import environment
+from app.services.detect import detect_pending
+from app.services.ingest import register_files
+from app.storage import thumbnails
+from tests.integration.helpers import copy_images, faces_by_media, items_by_name
+
+RUNS = 4  # more than MAX_ATTEMPTS (3): before the fix, every photo was given up by then
+PHOTOS = environment.STREAK + 1
+
+
+def _library(faces_dev: Path, folder: Path) -> list[Path]:
+    sources = sorted((faces_dev / "Al_Gore").glob("*.jpg"))[:3] + sorted((faces_dev / "Abdullah_Gul").glob("*.jpg"))[:3]
+    assert len(sources) == PHOTOS
+    return copy_images(sources, folder)
+
+
+def _error_line(res) -> str:
+    """The run's one error line (and no traceback)."""
+    assert "Traceback" not in res.stderr, res.stderr[-3000:]
+    lines = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, res.stderr[-3000:]
+    return lines[0]
+
+
+def _nothing_charged(engine, count: int = PHOTOS) -> None:
+    items = items_by_name(engine)
+    assert len(items) == count
+    for name, item in items.items():
+        assert (item.Status, item.Attempts, item.LockedBy, item.IsFacesExtracted) == ("pending", 0, None, False), name
+
+
+def _fails_and_charges_nothing(cli, engine, words: str, command: str = "--db", what: str = "photo", **env) -> None:
+    for _ in range(RUNS):
+        res = cli(command, MAX_ATTEMPTS="3", RETRY_DELAY_SECONDS="0", **env)
+        assert res.returncode == 2, res.stdout + res.stderr[-3000:]
+        line = _error_line(res)
+        assert words in line and f"fix it and run again; no {what} was charged" in line, line
+
+
+def _all_done(cli, engine, **env) -> None:
+    res = cli("--db", **env)
+    assert res.returncode == 0, res.stdout + res.stderr[-3000:]
+    assert f"detection: {PHOTOS} images" in res.stdout and "0 failed" in res.stdout, res.stdout
+    items = items_by_name(engine)
+    assert all(i.IsFacesExtracted and i.Status == "done" and i.Attempts == 0 for i in items.values())
+    assert all(faces_by_media(engine).get(i.MediaFileId) for i in items.values())
+
+
+def test_thumbnail_folder_that_cannot_be_made_stops_the_run_before_any_photo(cli, db_url, tmp_path, faces_dev):
+    _library(faces_dev, tmp_path / "photos")
+    assert cli("--ingest", str(tmp_path / "photos")).returncode == 0
+    (tmp_path / "a-file").write_text("a file where the thumbnail folder's parent should be\n")
+    engine = make_engine(db_url)
+    blocked = tmp_path / "a-file" / "thumbnails"
+    _fails_and_charges_nothing(cli, engine, f"thumbnail folder {blocked} cannot be written (Not a directory",
+                               THUMBNAIL_SAVE_PATH=str(blocked))
+    _nothing_charged(engine)
+    _all_done(cli, engine, THUMBNAIL_SAVE_PATH=str(tmp_path / "thumbnails"))
+    engine.dispose()
+
+
+@pytest.mark.parametrize("processes", ["true", "false"])
+def test_thumbnail_files_that_cannot_be_written_stop_the_run(cli, db_url, tmp_path, faces_dev, processes):
+    """The folder passes the check at the start, but each photo's thumbnails go into a
+    sub-folder (media ids below 1000: 000000) that a regular file stands in for; they are
+    written in the lane processes by default, in the lanes' threads with DETECT_PROCESSES
+    off."""
+    _library(faces_dev, tmp_path / "photos")
+    assert cli("--ingest", str(tmp_path / "photos")).returncode == 0
+    root = tmp_path / "thumbnails"
+    root.mkdir()
+    (root / "000000").write_text("not a folder\n")
+    engine = make_engine(db_url)
+    _fails_and_charges_nothing(cli, engine, f"thumbnail folder {root} cannot be written (",
+                               THUMBNAIL_SAVE_PATH=str(root), DETECT_PROCESSES=processes)
+    _nothing_charged(engine)
+    # nothing of a handed-back photo left behind (dot files: the worker's own cursors)
+    assert [p for p in root.iterdir() if not p.name.startswith(".")] == [root / "000000"]
+    (root / "000000").unlink()
+    _all_done(cli, engine, THUMBNAIL_SAVE_PATH=str(root), DETECT_PROCESSES=processes)
+    engine.dispose()
+
+
+def test_full_thumbnail_folder_stops_the_run(db_url, tmp_path, faces_dev, models, monkeypatch):
+    """A disk that fills up during the run (each thumbnail write raises ENOSPC, the check
+    at the start still passes), then one full from the start; in the worker's own threads,
+    where the write can be replaced."""
+    detector, _ = models
+    files = _library(faces_dev, tmp_path / "photos")
+    engine = make_engine(db_url)
+    sessions = session_factory(engine)
+    register_files(sessions, files)
+    settings = replace(load_settings({}, env_file=None), database_url=db_url, detect_processes=False,
+                       thumbnail_path=tmp_path / "thumbnails", max_attempts=3, retry_delay_seconds=0)
+    write = thumbnails._write_new
+
+    def full_disk(path: Path, data: bytes, probe_too: bool) -> None:
+        if probe_too or not path.name.startswith(".probe"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        write(path, data)
+
+    for probe_too in (False, True, False, True):
+        monkeypatch.setattr(thumbnails, "_write_new", lambda p, d: full_disk(p, d, probe_too))
+        with pytest.raises(EnvironmentFault) as fault:
+            detect_pending(sessions, detector, settings)
+        assert str(fault.value) == (f"thumbnail folder {settings.thumbnail_path} is full (No space left on device): "
+                                    "fix it and run again; no photo was charged")
+    _nothing_charged(engine)
+    monkeypatch.setattr(thumbnails, "_write_new", write)
+    report = detect_pending(sessions, detector, settings)
+    assert report.images == PHOTOS and report.failed == 0 and report.faces >= PHOTOS
+    engine.dispose()
+
+
+@pytest.mark.parametrize("processes", ["true", "false"])
+def test_photo_folder_gone_stops_detection_and_embedding(cli, db_url, tmp_path, faces_dev, processes):
+    library = tmp_path / "photos" / "library"
+    _library(faces_dev, library)
+    assert cli("--ingest", str(library)).returncode == 0
+    engine = make_engine(db_url)
+    env = {"THUMBNAIL_SAVE_PATH": str(tmp_path / "thumbnails"), "DETECT_PROCESSES": processes}
+    library.rename(library.with_name("library-renamed"))
+    _fails_and_charges_nothing(cli, engine, f"photo folder {library} is missing (unmounted, moved or renamed?)",
+                               **env)
+    _nothing_charged(engine)
+    library.with_name("library-renamed").rename(library)
+    _all_done(cli, engine, **env)
+
+    # the embedding stage reads the photos again: gone, its faces are not charged either
+    library.rename(library.with_name("library-renamed"))
+    _fails_and_charges_nothing(cli, engine, f"photo folder {library} is missing", command="--recognize",
+                               what="face", **env)
+    faces = [f for fs in faces_by_media(engine).values() for f in fs if f.IsUsable]
+    assert faces and all(f.EmbedAttempts == 0 and f.EmbedError is None and f.EmbedLockedBy is None
+                         and f.Embedding is None for f in faces)
+    library.with_name("library-renamed").rename(library)
+    res = cli("--recognize", **env)
+    assert res.returncode == 0, res.stdout + res.stderr[-3000:]
+    faces = [f for fs in faces_by_media(engine).values() for f in fs if f.IsUsable]
+    assert all(f.Embedding is not None for f in faces)
+    engine.dispose()
+
+
+def test_one_photo_missing_from_a_folder_that_is_there_is_charged(cli, db_url, tmp_path, faces_dev):
+    files = _library(faces_dev, tmp_path / "photos")
+    assert cli("--ingest", str(tmp_path / "photos")).returncode == 0
+    files[0].unlink()
+    res = cli("--db", MAX_ATTEMPTS="3", RETRY_DELAY_SECONDS="3600", THUMBNAIL_SAVE_PATH=str(tmp_path / "thumbs"))
+    assert res.returncode == 1 and "error:" not in res.stderr, res.stdout + res.stderr[-3000:]
+    engine = make_engine(db_url)
+    items = items_by_name(engine)
+    gone = items.pop(files[0].name)
+    assert (gone.Status, gone.Attempts) == ("failed", 1) and "not found" in gone.LastError
+    assert all(i.Status == "done" for i in items.values())
+    engine.dispose()
