@@ -10,6 +10,7 @@ import os
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -74,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="print counts of media, faces and persons")
     modes.add_argument("--migrate", action="store_true",
                        help="bring the database schema to the latest revision")
+    modes.add_argument("--retry-failed", action="store_true",
+                       help="hand the media items and faces given up after MAX_ATTEMPTS back to their queues, "
+                       "attempts reset (the next run tries them again)")
+    p.add_argument("--since", metavar="WHEN",
+                   help="with --retry-failed: only items whose last attempt was at or after WHEN, an ISO date or "
+                   "time in local time unless it has an offset (2026-12-01, 2026-12-01T10:00)")
     modes.add_argument("--evaluate", metavar="DIR", type=Path,
                        help="run the whole pipeline on a labelled folder (one sub-folder per identity) "
                        "in a fresh temporary database and print detection, embedding and clustering scores")
@@ -194,6 +201,9 @@ def run_status(settings: Settings, args: argparse.Namespace) -> int:
     ]
     for label, value in rows:
         print(f"{label:<30}{value:>10}")
+    if c.media_failed_final or c.faces_embed_failed:
+        print(f"given up: {c.media_failed_final} media items, {c.faces_embed_failed} faces "
+              "(main.py --retry-failed hands them back)")
     for kind in ("media", "face"):
         shown = [f for f in failures if f.kind == kind]
         if shown:
@@ -206,6 +216,29 @@ def run_status(settings: Settings, args: argparse.Namespace) -> int:
         print("latest failed events (publishing):")
     for e in failed_events:
         print(f"  event {e.event_id} (media file {e.media_file_id}), {e.attempts} attempt(s): {printable(e.reason)}")
+    return EXIT_OK
+
+
+def _since(text: str) -> datetime:
+    """--since: an ISO date or date and time; local time unless it says its offset."""
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(f"--since {text!r}: not an ISO date or time (e.g. 2026-12-01 or 2026-12-01T10:00)") from None
+    return when.astimezone() if when.tzinfo is None else when
+
+
+def run_retry_failed(settings: Settings, args: argparse.Namespace) -> int:
+    from app.services.work_queue import retry_given_up
+
+    since = _since(args.since) if args.since is not None else None
+    ctx = _connect(settings)
+    try:
+        media, faces = retry_given_up(ctx.sessions, settings, since)
+    finally:
+        ctx.engine.dispose()
+    print(f"handed back {media} media items and {faces} faces given up"
+          + (f" since {since.isoformat(timespec='minutes')}" if since else "") + ": the next run tries them again")
     return EXIT_OK
 
 
@@ -448,6 +481,7 @@ MODES: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "serve": run_serve,
     "export": run_export,
     "publish": run_publish,
+    "retry_failed": run_retry_failed,
 }
 for _name in cli_persons.MODE_NAMES:
     MODES[_name] = (lambda name: lambda settings, args: cli_persons.run(_connect, settings, args, name))(_name)
@@ -460,6 +494,8 @@ def _mode(args: argparse.Namespace) -> str:
     if given:  # argparse allows at most one of them
         if args.persons is not None and given[0] != "export":
             raise UsageError(f"--persons cannot be combined with --{given[0].replace('_', '-')}")
+        if args.since is not None and given[0] != "retry_failed":
+            raise UsageError("--since goes with --retry-failed")
         return given[0]
     if args.persons is not None:
         return "persons"

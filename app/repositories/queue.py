@@ -225,3 +225,14 @@ def count_open(session: Session, q: Queue, max_attempts: int) -> int:
     return session.scalar(
         select(func.count()).select_from(q.table).where(q.open, q.attempts < max_attempts)
     ) or 0
+
+
+def retry_given_up(session: Session, q: Queue, max_attempts: int, since: datetime | None = None) -> int:
+    """Rows given up (attempts used up, not held) back to the queue with no attempt used;
+    with `since`, only those last changed (their last attempt) at or after it. The last
+    reason is kept until the next try replaces it (or success clears it)."""
+    where = [q.open, q.attempts >= max_attempts, q.locked_by.is_(None)]
+    if since is not None:
+        where.append(q.table.c.ModifiedAt >= since)
+    values = _set(q, STATUS_PENDING, {q.attempts.name: 0, q.locked_until.name: None})
+    return session.execute(update(q.table).where(*where).values(values)).rowcount or 0

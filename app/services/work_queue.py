@@ -15,7 +15,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Callable, Generic, Iterable, Iterator, Protocol, Sequence, TypeVar
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, PendingRollbackError
@@ -332,3 +332,14 @@ def hand_back(sessions: sessionmaker[Session], stage: Stage, settings: Settings,
         stage.log.info("%s: handed back %d claimed rows, no attempt charged", stage.queue.name, len(claims))
     stage.after_commit([], list(results))
 
+
+def retry_given_up(sessions: sessionmaker[Session], settings: Settings, since: datetime | None = None
+                   ) -> tuple[int, int]:
+    """`--retry-failed`: media items and faces (embedding) given up after MAX_ATTEMPTS go
+    back to their queues with no attempt used (with `since`, only those whose last
+    attempt was at or after it); (media items, faces) handed back."""
+    def work(session: Session) -> tuple[int, int]:
+        return (q_repo.retry_given_up(session, q_repo.DETECTION, settings.max_attempts, since),
+                q_repo.retry_given_up(session, q_repo.EMBEDDING_BOTH, settings.max_attempts, since))
+
+    return in_transaction(sessions, work, "handing back given-up items", logging.getLogger("app.queue"))
