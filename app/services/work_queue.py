@@ -307,19 +307,6 @@ def finish_batch(sessions: sessionmaker[Session], stage: Stage, settings: Settin
     return report
 
 
-def run_batch(sessions: sessionmaker[Session], stage: Stage, settings: Settings, batch_size: int,
-              stop: StopFlag | None = None) -> BatchReport | None:
-    """Claim and process one batch. None when nothing was claimable."""
-    claimed = claim_batch(sessions, stage, settings, batch_size)
-    if claimed is None:
-        return None
-    if not claimed.claims:
-        return BatchReport(failures=list(claimed.given_up))
-    with Heartbeat(sessions, stage.queue, [c.id for c in claimed.claims], settings, stage.log):
-        results, problems = stage.work(claimed.items, stop)
-    return finish_batch(sessions, stage, settings, claimed, results, problems)
-
-
 def hand_back(sessions: sessionmaker[Session], stage: Stage, settings: Settings, batches: Sequence[Claimed],
               results: Sequence) -> None:
     """Claimed batches whose work must not be charged (the environment is at fault): every
