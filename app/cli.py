@@ -151,6 +151,7 @@ def run_ingest(settings: Settings, args: argparse.Namespace) -> int:
     result = ingest_folder(ctx.sessions, folder, follow_links=args.follow_links)
     w = result.walk
     notes = [
+        (result.changed, "changed, re-detection queued"),
         (result.too_long, "skipped (path too long)"),
         (w.file_links, "file links (registered under the link's name)"),
         (w.dir_links, "folder links not followed (use --follow-links)"),
@@ -185,6 +186,7 @@ def run_status(settings: Settings, args: argparse.Namespace) -> int:
         ("  in progress", c.media_in_progress),
         ("  failed, will retry", c.media_failed_retrying),
         ("  failed, gave up", c.media_failed_final),
+        ("  files missing on disk", c.media_missing),  # as the last change checks found them
         ("faces", c.faces_total),
         ("  with embedding", c.faces_embedded),
         ("  without embedding", c.faces_without_embedding),

@@ -100,6 +100,16 @@ class MediaItems(Base):
     LockedBy: Mapped[str | None] = mapped_column(String(128))
     LockedUntil: Mapped[datetime | None] = mapped_column(UTCDateTime())
     FaceCount: Mapped[int | None] = mapped_column(Integer)
+    # The file as the last detection read it (app/pipeline/file_stamp.py), so that a photo
+    # replaced under its name is noticed (app/services/file_changes.py): size, modification
+    # time and a hash of its first and last 64 KiB. Null until detected by this worker
+    # (another application inserts rows without them).
+    FileSize: Mapped[int | None] = mapped_column(BigInteger)
+    FileMtimeNs: Mapped[int | None] = mapped_column(BigInteger)
+    ContentHash: Mapped[str | None] = mapped_column(String(64))
+    # When the change check first found the file gone (null: there, or not checked yet);
+    # recorded by the check so that --status never has to stat the library.
+    MissingSince: Mapped[datetime | None] = mapped_column(UTCDateTime())
     CreatedAt: Mapped[datetime] = _created()
     ModifiedAt: Mapped[datetime] = _modified()
 

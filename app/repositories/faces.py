@@ -103,6 +103,29 @@ def insert_faces(session: Session, faces: Sequence[NewFace]) -> None:
     )
 
 
+def refresh_faces(session: Session, faces: Sequence[tuple[int, NewFace]]) -> None:
+    """(face id, its new detection): a user's face on a file whose content changed takes the
+    new detection's box, scores, thumbnail and vectors (none: open for the embedding stage
+    again, as the old vectors came from the old pixels); PersonId, AssignedBy and its
+    rejections stay."""
+    if not faces:
+        return
+    session.execute(
+        update(FACES).where(FACES.c.Id == bindparam("fid")).values(
+            BoundingBox=bindparam("box"), Confidence=bindparam("conf"), Landmarks=bindparam("marks"),
+            Blur=bindparam("blur"), Quality=bindparam("quality"), IsUsable=bindparam("usable"),
+            ThumbnailPath=bindparam("thumb"), Embedding=bindparam("e1"), EmbeddingModel=bindparam("m1"),
+            Embedding2=bindparam("e2"), Embedding2Model=bindparam("m2"), EmbedAttempts=0, EmbedError=None,
+            EmbedLockedBy=None, EmbedLockedUntil=None, FrameNumber=bindparam("frame"),
+            FrameTimeMs=bindparam("ms"), TrackNumber=bindparam("track"),
+        ),
+        [{"fid": face_id, "box": f.bounding_box, "conf": f.confidence, "marks": f.landmarks, "blur": f.blur,
+          "quality": f.quality, "usable": f.is_usable, "thumb": f.thumbnail_path, "e1": f.embedding,
+          "m1": f.embedding_model, "e2": f.embedding2, "m2": f.embedding2_model, "frame": f.frame_number,
+          "ms": f.frame_time_ms, "track": f.track_number} for face_id, f in faces],
+    )
+
+
 # --- quality scores ------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ from typing import Iterable, Sequence
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from app.db.models import STATUS_DONE, MediaFile, MediaItems, MediaMeta
+from app.db.models import STATUS_DONE, STATUS_PENDING, MediaFile, MediaItems, MediaMeta
+from app.pipeline.file_stamp import FileStamp
 from app.pipeline.photo_meta import PhotoMeta
 from app.repositories.ids import chunks
 
@@ -52,6 +53,11 @@ class ClaimedItem:
     item_id: int
     media_file_id: int
     file_path: str
+    recorded: FileStamp | None = None  # the file as the last detection read it
+
+
+def _stamp(size: int | None, mtime_ns: int | None, content_hash: str | None) -> FileStamp | None:
+    return FileStamp(size, mtime_ns, content_hash) if size is not None and mtime_ns is not None else None
 
 
 def claimed_items(session: Session, item_ids: Sequence[int]) -> list[ClaimedItem]:
@@ -59,16 +65,17 @@ def claimed_items(session: Session, item_ids: Sequence[int]) -> list[ClaimedItem
     if not item_ids:
         return []
     rows = session.execute(
-        select(MediaItems.Id, MediaItems.MediaFileId, MediaFile.FilePath)
+        select(MediaItems.Id, MediaItems.MediaFileId, MediaFile.FilePath,
+               MediaItems.FileSize, MediaItems.FileMtimeNs, MediaItems.ContentHash)
         .join(MediaFile, MediaFile.Id == MediaItems.MediaFileId)
         .where(MediaItems.Id.in_(item_ids))
         .order_by(MediaItems.Id)
     ).all()
-    return [ClaimedItem(r[0], r[1], r[2]) for r in rows]
+    return [ClaimedItem(r[0], r[1], r[2], _stamp(r[3], r[4], r[5])) for r in rows]
 
 
-def mark_done(session: Session, done: Sequence[tuple[int, int]], now: datetime) -> None:
-    """(item id, face count) pairs: extraction finished."""
+def mark_done(session: Session, done: Sequence[tuple[int, int, FileStamp | None]], now: datetime) -> None:
+    """(item id, face count, the file as detection read it): extraction finished."""
     if done:
         session.execute(
             update(ITEMS)
@@ -81,8 +88,81 @@ def mark_done(session: Session, done: Sequence[tuple[int, int]], now: datetime) 
                 LockedBy=None,
                 LockedUntil=None,
                 FaceCount=bindparam("faces"),
+                FileSize=bindparam("size"),
+                FileMtimeNs=bindparam("mtime"),
+                ContentHash=bindparam("hash"),
+                MissingSince=None,
             ),
-            [{"item_id": i, "faces": n} for i, n in done],
+            [{"item_id": i, "faces": n, "size": st.size if st else None, "mtime": st.mtime_ns if st else None,
+              "hash": st.content_hash if st else None} for i, n, st in done],
+        )
+
+
+# --- the change check (app/services/file_changes.py) ---
+
+@dataclass(frozen=True)
+class Recorded:
+    """A detected item's file and what detection recorded of it."""
+
+    item_id: int
+    file_path: str
+    stamp: FileStamp | None
+    missing: bool  # the last check found it gone
+
+
+def _recorded_query():
+    return (
+        select(MediaItems.Id, MediaFile.FilePath, MediaItems.FileSize, MediaItems.FileMtimeNs,
+               MediaItems.ContentHash, MediaItems.MissingSince)
+        .join(MediaFile, MediaFile.Id == MediaItems.MediaFileId)
+        .where(MediaItems.IsFacesExtracted.is_(True))
+    )
+
+
+def _recorded(rows) -> list[Recorded]:
+    return [Recorded(r[0], r[1], _stamp(r[2], r[3], r[4]), r[5] is not None) for r in rows]
+
+
+def recorded_after(session: Session, after_item_id: int, limit: int) -> list[Recorded]:
+    """Detected items after this id, in id order (the worker's check, a slice per run)."""
+    return _recorded(session.execute(
+        _recorded_query().where(MediaItems.Id > after_item_id).order_by(MediaItems.Id).limit(limit)
+    ).all())
+
+
+def recorded_of_paths(session: Session, paths: Sequence[str]) -> list[Recorded]:
+    """Detected items of these files (--ingest over files registered already)."""
+    return _recorded(session.execute(_recorded_query().where(MediaFile.FilePath.in_(paths))).all()) if paths else []
+
+
+def requeue(session: Session, item_ids: Sequence[int]) -> int:
+    """Detected items whose file changed: pending again with every attempt back (their
+    recorded stamp stays, for the re-detection to compare with). Rows done no longer (a
+    worker or another check got there first) are left alone."""
+    count = 0
+    for chunk in chunks(item_ids):
+        count += session.execute(
+            update(MediaItems).where(MediaItems.Id.in_(chunk), MediaItems.IsFacesExtracted.is_(True))
+            .values(IsFacesExtracted=False, Status=STATUS_PENDING, Attempts=0, LastError=None,
+                    LockedBy=None, LockedUntil=None, MissingSince=None)
+        ).rowcount or 0
+    return count
+
+
+def set_missing(session: Session, item_ids: Sequence[int], since: datetime | None) -> None:
+    """Files found gone (`since` now) or there again (None)."""
+    for chunk in chunks(item_ids):
+        session.execute(update(MediaItems).where(MediaItems.Id.in_(chunk)).values(MissingSince=since))
+
+
+def record_stats(session: Session, stamps: Sequence[tuple[int, FileStamp]]) -> None:
+    """Size and modification time of items detected before they were recorded (by an older
+    worker, or another application's rows): what later checks compare with."""
+    if stamps:
+        session.execute(
+            update(ITEMS).where(ITEMS.c.Id == bindparam("item_id"), ITEMS.c.FileSize.is_(None))
+            .values(FileSize=bindparam("size"), FileMtimeNs=bindparam("mtime")),
+            [{"item_id": i, "size": st.size, "mtime": st.mtime_ns} for i, st in stamps],
         )
 
 

@@ -24,6 +24,7 @@ class Counts:
     media_in_progress: int
     media_failed_retrying: int
     media_failed_final: int
+    media_missing: int  # detected, and the change check last found the file gone
     faces_total: int
     faces_embedded: int
     faces_unusable: int
@@ -58,6 +59,7 @@ def counts(session: Session, now: datetime, max_attempts: int) -> Counts:
             _count(held),
             _count(and_(failed, MediaItems.Attempts < max_attempts)),
             _count(and_(failed, MediaItems.Attempts >= max_attempts)),
+            _count(MediaItems.MissingSince.is_not(None)),
         ).select_from(MediaItems)
     ).one()
     not_embedded = and_(Faces.Embedding.is_(None), Faces.IsUsable.is_(True))
@@ -81,6 +83,7 @@ def counts(session: Session, now: datetime, max_attempts: int) -> Counts:
         media_in_progress=m[3],
         media_failed_retrying=m[4],
         media_failed_final=m[5],
+        media_missing=m[6],
         faces_total=f[0],
         faces_embedded=f[1],
         faces_unusable=f[2],

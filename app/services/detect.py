@@ -43,6 +43,7 @@ from app.pipeline.analyze import (
     detection_input,
 )
 from app.pipeline.decode import DecodeError, Decoded, load, load_rgb
+from app.pipeline.file_stamp import FileStamp, content_changed, read_stamp
 from app.pipeline.photo_meta import PhotoMeta, device_id
 from app.pipeline.tracks import Candidate, Tracker
 from app.pipeline.video import VideoReader, ahead, is_video
@@ -54,7 +55,7 @@ from app.repositories import media as media_repo
 from app.repositories import outbox
 from app.repositories import persons as prepo
 from app.repositories import queue as q_repo
-from app.services import detect_flow, detect_procs, environment, work_queue
+from app.services import detect_flow, detect_procs, environment, file_changes, work_queue
 from app.services.work_queue import Problem
 from app.stopping import StopFlag
 from app.storage import thumbnails
@@ -154,6 +155,7 @@ class ItemResult:
     item: media_repo.ClaimedItem
     faces: list[Detection]
     meta: PhotoMeta | None = None
+    stamp: FileStamp | None = None  # the file as read for this detection
 
 
 def embedding_crops(decoded: Decoded, found: list[FoundFace], cropper: Cropper, min_px: int
@@ -193,6 +195,16 @@ class Ready:
     decoded: Decoded
     small: np.ndarray
     scale: Scale
+    stamp: FileStamp | None = None
+
+
+def stamp_of(item: media_repo.ClaimedItem) -> FileStamp | None:
+    """The file as this detection reads it (app/pipeline/file_stamp.py); None when it cannot
+    be read (decoding then says why)."""
+    try:
+        return read_stamp(item.file_path)
+    except OSError:
+        return None
 
 
 def failure(item: media_repo.ClaimedItem, exc: Exception, what: str = "image") -> Problem:
@@ -249,8 +261,9 @@ class PhotoSteps:
         and shrink for the detector."""
         started = time.perf_counter()
         try:
+            stamp = stamp_of(item)  # before decoding: a change meanwhile is seen by the next check
             decoded = load(Path(item.file_path), self.opts.max_pixels, self.opts.max_side, self.device_pattern)
-            return Ready(decoded, *detection_input(decoded.rgb, self.opts))
+            return Ready(decoded, *detection_input(decoded.rgb, self.opts), stamp)
         except Exception as exc:
             return failure(item, exc)
         finally:
@@ -300,7 +313,7 @@ class PhotoSteps:
             finally:
                 self.timings.since("crops", started)
         return ItemResult(item, [Detection(f, path, crop) for f, path, crop in zip(found, files, crops)],
-                          decoded.meta)
+                          decoded.meta, ready.stamp)
 
     def whole(self, item: media_repo.ClaimedItem) -> ItemResult | Problem:
         """All three steps, one after the other (a lane process's work on one photo)."""
@@ -432,6 +445,7 @@ class DetectionStage:
         grouped into tracks, each track's best faces kept (thumbnails written for those
         only). None when stopped halfway (the item is handed back and done again)."""
         s = self.settings
+        stamp = stamp_of(item)
         try:
             encoder = self._video_encoder()
             tracker: Tracker[VideoFace] = Tracker(s.video_faces_per_track, s.video_track_iou,
@@ -473,48 +487,68 @@ class DetectionStage:
                          frame_rate=info.frame_rate)
         return ItemResult(item, [Detection(c.item.found, path, None, c.item.vectors,
                                            Frame(c.item.number, c.item.time_ms, track))
-                                 for (track, c), path in zip(kept, files)], meta)
+                                 for (track, c), path in zip(kept, files)], meta, stamp)
 
     def store(self, session: Session, results: list[ItemResult]) -> None:
         started = time.perf_counter()
         stored = faces_repo.faces_of_media(session, [r.item.media_file_id for r in results])
         new: list[faces_repo.NewFace] = []
-        done: list[tuple[int, int]] = []
+        refreshed: list[tuple[int, faces_repo.NewFace]] = []
+        done: list[tuple[int, int, FileStamp | None]] = []
         doomed: list[int] = []
         changed: list[int] = []  # media files whose faces changed: an event each (app/services/publish.py)
         for r in results:
+            # a photo replaced or edited under its name: its stored faces are of other pixels
+            replaced = content_changed(r.item.recorded, r.stamp)
             plan = reconcile(stored.get(r.item.media_file_id, []), r.faces, [d.found.face.box for d in r.faces],
-                             frames=[d.frame.number if d.frame else None for d in r.faces])
+                             frames=[d.frame.number if d.frame else None for d in r.faces], changed=replaced)
+            if replaced:
+                self._log_replaced(r, plan)
             doomed.extend(s.face_id for s in plan.delete)
-            if plan.delete or plan.insert:
+            if plan.delete or plan.insert or plan.refresh:
                 changed.append(r.item.media_file_id)
-            self.obsolete[r.item.item_id] = [s.thumbnail_path for s in plan.delete] + [d.thumbnail for d in plan.skip]
-            new.extend(
-                faces_repo.NewFace(
-                    media_file_id=r.item.media_file_id, bounding_box=d.found.face.box.to_json(),
-                    confidence=d.found.face.score, landmarks=d.found.face.landmarks_json(), blur=d.found.blur,
-                    is_usable=d.found.usable, thumbnail_path=d.thumbnail, quality=d.found.quality,
-                    embedding=d.vectors.embedding if d.vectors else None,
-                    embedding_model=self._encoder_of(d).model if d.vectors else None,
-                    embedding2=d.vectors.embedding2 if d.vectors else None,
-                    embedding2_model=self._encoder_of(d).model2 if d.vectors else None,
-                    frame_number=d.frame.number if d.frame else None,
-                    frame_time_ms=d.frame.time_ms if d.frame else None,
-                    track_number=d.frame.track if d.frame else None,
-                )
-                for d in plan.insert
-            )
-            done.append((r.item.item_id, len(plan.keep) + len(plan.insert)))
+            self.obsolete[r.item.item_id] = ([s.thumbnail_path for s in plan.delete] + [d.thumbnail for d in plan.skip]
+                                             + [s.thumbnail_path for s, _ in plan.refresh])
+            new.extend(self._new_face(r, d) for d in plan.insert)
+            refreshed.extend((s.face_id, self._new_face(r, d)) for s, d in plan.refresh)
+            done.append((r.item.item_id, len(plan.keep) + len(plan.insert) + len(plan.refresh), r.stamp))
         faces_repo.delete_faces(session, doomed)
-        # a deleted face may have been a person's cover: the person gets its best face again
-        gone = set(doomed)
+        faces_repo.refresh_faces(session, refreshed)
+        # a deleted face may have been a person's cover, a refreshed one has a new score:
+        # the person gets its best face again
+        touched = set(doomed) | {face_id for face_id, _ in refreshed}
         prepo.refresh_covers(session, {s.person_id for faces in stored.values() for s in faces
-                                       if s.face_id in gone and s.person_id is not None})
+                                       if s.face_id in touched and s.person_id is not None})
         faces_repo.insert_faces(session, new)
         media_repo.store_meta(session, {r.item.media_file_id: r.meta for r in results if r.meta is not None})
         media_repo.mark_done(session, done, utcnow())
         outbox.enqueue_media(session, changed)
         self.timings.since("store", started)
+
+    def _new_face(self, r: ItemResult, d: Detection) -> faces_repo.NewFace:
+        return faces_repo.NewFace(
+            media_file_id=r.item.media_file_id, bounding_box=d.found.face.box.to_json(),
+            confidence=d.found.face.score, landmarks=d.found.face.landmarks_json(), blur=d.found.blur,
+            is_usable=d.found.usable, thumbnail_path=d.thumbnail, quality=d.found.quality,
+            embedding=d.vectors.embedding if d.vectors else None,
+            embedding_model=self._encoder_of(d).model if d.vectors else None,
+            embedding2=d.vectors.embedding2 if d.vectors else None,
+            embedding2_model=self._encoder_of(d).model2 if d.vectors else None,
+            frame_number=d.frame.number if d.frame else None,
+            frame_time_ms=d.frame.time_ms if d.frame else None,
+            track_number=d.frame.track if d.frame else None,
+        )
+
+    def _log_replaced(self, r: ItemResult, plan) -> None:
+        lost = [s for s in plan.delete if s.set_by_user]
+        log.info("%s: the file changed since it was detected; %d faces now, %d of them a user's decided "
+                 "faces at the same place (embedded again)", self.describe(r.item.item_id),
+                 len(plan.insert) + len(plan.refresh), len(plan.refresh))
+        if lost:
+            log.warning("%s: %d faces a user had decided are no longer in the changed file and were removed "
+                        "(faces %s, persons %s)", self.describe(r.item.item_id), len(lost),
+                        ", ".join(str(s.face_id) for s in lost),
+                        ", ".join(sorted({str(s.person_id) for s in lost if s.person_id is not None})) or "none")
 
     def _encoder_of(self, d: Detection) -> FaceEncoder:
         return self.video_encoder if d.frame is not None else self.encoder
@@ -649,8 +683,9 @@ class _Batches:
 
 def detect_pending(sessions: sessionmaker[Session], detector: Detector, settings: Settings,
                    stop: StopFlag | None = None, encoder: FaceEncoder | None = None) -> DetectReport:
-    """Process batches until nothing is claimable (or a stop is requested), then sweep
-    orphaned thumbnails. With an encoder, large enough faces are embedded on the way."""
+    """Check a slice of the detected files for changes (app/services/file_changes.py), process
+    batches until nothing is claimable (or a stop is requested), then sweep orphaned
+    thumbnails. With an encoder, large enough faces are embedded on the way."""
     environment.check_thumbnail_folder(settings.thumbnail_path)  # before any photo is claimed
     total = DetectReport()
     watch = environment.Watch("photo")
@@ -659,6 +694,7 @@ def detect_pending(sessions: sessionmaker[Session], detector: Detector, settings
     if stage.processes is None:
         stage.photos.detector.load()
     work_queue.start(sessions, stage.queue, settings, log)
+    file_changes.check_some(sessions, settings)  # photos replaced since detected: pending again, done below
     started = time.perf_counter()
     with work_queue.handing_back_on_error(sessions, stage.queue, settings, log):
         while not (stop is not None and stop.is_set()):

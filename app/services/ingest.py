@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.pipeline.video import VIDEO_EXTENSIONS
 from app.repositories import media as media_repo
+from app.services import file_changes
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class IngestResult:
     skipped: int = 0  # registered before
     ignored: int = 0  # not an image or video file by its extension
     too_long: int = 0  # path does not fit MediaFile.FilePath
+    changed: int = 0  # registered, detected, and its file changed since: queued again
     walk: Walk = field(default_factory=Walk)
 
 
@@ -138,7 +140,12 @@ def register_files(factory: sessionmaker[Session], paths: list[Path]) -> IngestR
 
 
 def _register(factory: sessionmaker[Session], paths: list[Path], result: IngestResult) -> None:
+    """New files registered; files registered and detected already compared with what
+    detection recorded (app/services/file_changes.py): a changed one is detected again."""
     as_text = [str(p) for p in paths]
+    with factory() as session:
+        detected = media_repo.recorded_of_paths(session, as_text)
+    changes = file_changes.compare(detected)  # no transaction open while the files are read
     with factory.begin() as session:
         known = media_repo.existing_paths(session, as_text)
         new = [
@@ -147,5 +154,7 @@ def _register(factory: sessionmaker[Session], paths: list[Path], result: IngestR
             if str(p) not in known
         ]
         result.added += media_repo.add_media(session, new)
+        result.changed += file_changes.store(session, changes)
     result.skipped += len(known)
-    log.info("ingest: %d added, %d already registered so far", result.added, result.skipped)
+    log.info("ingest: %d added, %d already registered so far (%d changed, re-detection queued)",
+             result.added, result.skipped, result.changed)
