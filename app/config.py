@@ -405,7 +405,7 @@ ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "CLUSTER_RAW_LIMIT": ("cluster_raw_limit", _int(1, 100_000_000)),
     "EXEMPLARS_PER_PERSON": ("exemplars_per_person", _int(1, 10_000)),
     "LARGE_LIBRARY_FACES": ("large_library_faces", _int(1, 10_000_000_000)),
-    "LEASE_SECONDS": ("lease_seconds", _int(10, 7 * DAY)),
+    "LEASE_SECONDS": ("lease_seconds", _int(1, 7 * DAY)),
     "MAX_ATTEMPTS": ("max_attempts", _int(1, 100)),
     "RETRY_DELAY_SECONDS": ("retry_delay_seconds", _int(0, 30 * DAY)),
     "WATCH_INTERVAL_SECONDS": ("watch_interval_seconds", _float(0, DAY, low_inclusive=False)),

@@ -7,7 +7,7 @@ from typing import Callable
 
 from sqlalchemy.exc import DBAPIError
 
-from app.errors import DatabaseUnavailable, first_line
+from app.errors import AppError, DatabaseUnavailable, first_line
 from app.stopping import StopFlag
 
 log = logging.getLogger("app.worker")
@@ -23,6 +23,8 @@ def automate(run_once: Callable[[StopFlag], object], interval_minutes: float, st
             run_once(stop)
         except (DatabaseUnavailable, DBAPIError) as exc:
             log.error("database unavailable, next try at the next run: %s", first_line(exc))
+        except AppError as exc:  # a fault of the machine (thumbnail folder, photo folder): one line
+            log.error("run stopped, next try at the next run: %s", exc)
         except Exception:
             # One failed run must not end the service; the next run starts afresh.
             log.exception("run failed; next try at the next run")

@@ -171,3 +171,29 @@ def test_one_photo_missing_from_a_folder_that_is_there_is_charged(cli, db_url, t
     assert (gone.Status, gone.Attempts) == ("failed", 1) and "not found" in gone.LastError
     assert all(i.Status == "done" for i in items.values())
     engine.dispose()
+
+
+def test_automate_reports_a_machine_fault_in_one_line_and_charges_nothing(cli, db_url, tmp_path, faces_dev):
+    """--automate keeps running through a fault of the machine: each run logs one line (no
+    traceback) and charges nothing; the fault is the same at every run."""
+    import time
+
+    from tests.integration.helpers import assert_stopped_cleanly, start_automate_workers, stop_workers
+
+    _library(faces_dev, tmp_path / "photos")
+    assert cli("--ingest", str(tmp_path / "photos")).returncode == 0
+    (tmp_path / "a-file").write_text("a file where the thumbnail folder's parent should be\n")
+    engine = make_engine(db_url)
+    workers = start_automate_workers(cli, {"THUMBNAIL_SAVE_PATH": str(tmp_path / "a-file" / "thumbnails"),
+                                           "AUTOMATE_INTERVAL_MINUTES": "0.02", "MAX_ATTEMPTS": "3",
+                                           "RETRY_DELAY_SECONDS": "0"}, count=1)
+    log = cli.cwd / "logs" / "worker.log"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and (not log.exists() or log.read_text().count("run stopped") < RUNS):
+        time.sleep(0.5)
+    stopped = stop_workers(workers)
+    assert_stopped_cleanly(stopped)
+    lines = [line for line in log.read_text().splitlines() if "run stopped" in line]
+    assert len(lines) >= RUNS and all("cannot be written" in line for line in lines), log.read_text()[-3000:]
+    _nothing_charged(engine)
+    engine.dispose()
