@@ -37,13 +37,10 @@ def is_video(path: str | Path) -> bool:
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
-def container_kind(path: Path) -> str | None:
-    """The container its first bytes announce (MP4/QuickTime, Matroska/WebM, AVI), or None."""
-    try:
-        with path.open("rb") as f:
-            head = f.read(12)
-    except OSError:
-        return None
+def container_of(head: bytes) -> str | None:
+    """The container a file's first 12 bytes announce (MP4/QuickTime, Matroska/WebM, AVI),
+    or None: the one statement of what a video's bytes look like (the review page sniffs
+    with it too)."""
     if head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"):
         return "MP4/QuickTime"
     if head[:4] == b"\x1a\x45\xdf\xa3":
@@ -51,6 +48,15 @@ def container_kind(path: Path) -> str | None:
     if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
         return "AVI"
     return None
+
+
+def container_kind(path: Path) -> str | None:
+    """The container the file's first bytes announce, or None."""
+    try:
+        with path.open("rb") as f:
+            return container_of(f.read(12))
+    except OSError:
+        return None
 
 
 @dataclass(frozen=True)

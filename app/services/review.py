@@ -27,7 +27,7 @@ from app.config import Settings
 from app.inference.names import FACENETS, model_name
 from app.pipeline.decode import DecodeError
 from app.pipeline.linkage import group_sums
-from app.pipeline.video import frame_at
+from app.pipeline.video import container_of, frame_at
 from app.repositories import review as rrepo
 
 SUGGESTIONS = 3
@@ -70,11 +70,12 @@ def media_type_of(head: bytes) -> str | None:
         return "image/webp"
     if head[:1] == b"P" and head[1:2] in PNM_TYPES and head[2:3].isspace():
         return PNM_TYPES[head[1:2]]
-    if head[4:8] == b"ftyp":  # ISO base media: .mp4 .m4v .mov
-        return "video/quicktime" if head[8:12] == b"qt  " else "video/mp4"
-    if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML: .mkv .webm
+    container = container_of(head[:12])  # the worker's own test of a video's bytes
+    if container == "MP4/QuickTime":
+        return "video/mp4" if head[4:8] == b"ftyp" and head[8:12] != b"qt  " else "video/quicktime"
+    if container == "Matroska/WebM":
         return "video/webm" if b"webm" in head else "video/x-matroska"
-    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+    if container == "AVI":
         return "video/x-msvideo"
     return None
 

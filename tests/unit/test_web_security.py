@@ -105,6 +105,7 @@ def test_media_type_comes_from_the_first_bytes():
     assert media_type_of(b"\x00\x00\x00\x14ftypqt  ") == "video/quicktime"
     assert media_type_of(b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01B\x82\x84webm") == "video/webm"
     assert media_type_of(b"RIFF\x00\x00\x00\x00AVI LIST") == "video/x-msvideo"
+    assert media_type_of(b"\x00\x00\x00\x08wide\x00\x00\x00\x00") == "video/quicktime"  # what video.py decodes
     for other in (b"", b"root:x:0:0:root:/root:/bin/bash\n", b"PK\x03\x04", b"Photo", b"%PDF-1.7"):
         assert media_type_of(other) is None, other
 
