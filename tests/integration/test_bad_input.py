@@ -83,8 +83,18 @@ CORPUS = {
     "deleted.jpg": (_photo, FAILED, "not found"),  # deleted after ingest
     "replaced.jpg": (_photo, FACE, ""),  # overwritten with another photo after the first run
 }
+BROKEN_LINKS = ("dangling.jpg", "loop_a.jpg", "loop_b.jpg")
 # errors that cannot change: failed for good on the first try
 PERMANENT = {"zero.jpg", "text.jpg", "bomb.png", "document.png", "archive.jpg", "folder.jpg"}
+
+
+def _register_as_named(engine, paths: list[Path]) -> None:
+    """Rows for these paths as they are (a link not resolved), the way another application
+    inserts them."""
+    from app.repositories import media as media_repo
+
+    with session_factory(engine).begin() as s:
+        media_repo.add_media(s, [media_repo.NewMedia(str(p), p.name, p.suffix.lower()) for p in paths])
 
 
 def test_bad_input_ends_with_a_status_and_a_reason_and_no_loop(cli, db_url, tmp_path, faces_dev):
@@ -99,11 +109,15 @@ def test_bad_input_ends_with_a_status_and_a_reason_and_no_loop(cli, db_url, tmp_
 
     ingest = cli("--ingest", str(photos))
     assert ingest.returncode == 0, ingest.stderr
-    # os.walk lists neither folder.jpg (a folder) nor anything under it; long.jpg is refused
-    assert f"{len(CORPUS) - 1} added" in ingest.stdout and "1 skipped (path too long)" in ingest.stdout, ingest.stdout
+    # --ingest lists neither folder.jpg (a folder) nor anything under it, skips the three
+    # broken links, and refuses long.jpg
+    assert f"{len(CORPUS) - 1 - len(BROKEN_LINKS)} added" in ingest.stdout, ingest.stdout
+    assert "1 skipped (path too long)" in ingest.stdout and f"{len(BROKEN_LINKS)} broken links skipped" in ingest.stdout
     engine = make_engine(db_url)
-    # another application registers a folder named like an image (README "Database contract")
+    # another application registers a folder named like an image, and the broken links by
+    # their own names (README "Database contract")
     assert register_files(session_factory(engine), [photos / "folder.jpg"]).added == 1
+    _register_as_named(engine, [photos / n for n in BROKEN_LINKS])
     (photos / "deleted.jpg").unlink()
 
     env = {"MAX_ATTEMPTS": "2", "RETRY_DELAY_SECONDS": "0", "THUMBNAIL_SAVE_PATH": str(tmp_path / "thumbs")}
@@ -142,19 +156,23 @@ def test_bad_input_ends_with_a_status_and_a_reason_and_no_loop(cli, db_url, tmp_
     counts = status_counts(cli, MAX_ATTEMPTS="2")
     assert counts["failed, gave up"] == len(failed) and counts["done"] == len(CORPUS) - len(failed), counts
 
-    # A file replaced after it was processed: the worker does not watch file contents, so
-    # the item stays done with the faces of the old photo, and the next run neither crashes
-    # nor redoes it (to have it redone, set MediaItems.IsFacesExtracted = false).
+    # A file replaced after it was processed: the next run's change check notices it and
+    # detects it again (its old faces replaced); nothing else is redone, nothing loops.
     replaced = items["replaced.jpg"]
     before = [(f.Id, f.BoundingBox) for f in faces[replaced.MediaFileId]]
     _photo(photos / "replaced.jpg", faces_dev / "Abdullah_Gul" / "01.jpg")
 
-    again = cli("--all", **env)  # nothing left to try: no loop, nothing new failed
+    again = cli("--all", **env)
     assert again.returncode == 0, again.stdout + again.stderr[-3000:]
-    assert "Traceback" not in again.stderr and "0 images" in again.stdout, again.stdout
+    assert "Traceback" not in again.stderr and "detection: 1 images" in again.stdout, again.stdout
     after = items_by_name(engine)
     for name, item in items.items():
         now = after[name]
-        assert (now.Status, now.Attempts, now.FacesExtractedOn) == (item.Status, item.Attempts, item.FacesExtractedOn), name
-    assert [(f.Id, f.BoundingBox) for f in faces_by_media(engine)[replaced.MediaFileId]] == before
+        if name != "replaced.jpg":
+            assert (now.Status, now.Attempts, now.FacesExtractedOn) == (item.Status, item.Attempts, item.FacesExtractedOn), name
+    assert after["replaced.jpg"].Status == "done" and after["replaced.jpg"].FacesExtractedOn > replaced.FacesExtractedOn
+    now_faces = [(f.Id, f.BoundingBox) for f in faces_by_media(engine)[replaced.MediaFileId]]
+    assert now_faces and not set(now_faces) & set(before)
+    last = cli("--all", **env)  # and then nothing is left to do
+    assert last.returncode == 0 and "detection: 0 images" in last.stdout, last.stdout
     engine.dispose()
