@@ -9,7 +9,8 @@ up the items' attempts (app/services/work_queue.py gives an item up after MAX_AT
   "permission denied", "input/output error", "not connected", "stale handle". One
   suspect alone is charged as usual: a photo deleted from a folder that is still there is
   the photo's fault, and so is one unreadable file. STREAK files in a row failing the
-  same way, or every file of a run when it had fewer, are the machine's: the run stops.
+  same way (STREAK_MISSING for missing folders), or every file of a run when it had
+  fewer, are the machine's: the run stops.
 
 Stopping is an EnvironmentFault (exit 2) naming the cause and what to do; the stage hands
 its claimed rows back with their attempts as they were (work_queue.hand_back).
@@ -30,6 +31,12 @@ from app.storage import thumbnails
 # photos are still charged to themselves, small enough that an unmounted library costs
 # a few seconds, not a batch of 64 decodes.
 STREAK = 5
+# A file that is not there costs nothing to try, so for missing folders the watch looks
+# much further before blaming the machine: a folder deleted on purpose in a library that
+# is mounted ends its streak at the next photo read (any success clears it) and is charged
+# to its own photos, as before, instead of stopping every run; an unmounted library fails
+# this many in a row, or every file of a shorter run.
+STREAK_MISSING = 200
 MISSING = "missing folder"
 # What the system says when a disk, a share or its permissions fail, not one file.
 UNREADABLE = {errno.EACCES, errno.EPERM, errno.EIO, errno.ENOTCONN, errno.ESTALE, errno.EHOSTDOWN,
@@ -114,7 +121,7 @@ def check_thumbnail_folder(root: Path) -> None:
 
 class Watch:
     """Follows a run's outcomes in order and raises EnvironmentFault when they prove the
-    machine at fault: a certain suspicion, STREAK files in a row with one suspect kind,
+    machine at fault: a certain suspicion, STREAK (STREAK_MISSING) files in a row with one suspect kind,
     or (`end`) a run whose every file failed that way. While `holding`, the stage keeps
     the rows of the current streak unstored, so none of them is charged if it ends in a
     fault."""
@@ -142,7 +149,7 @@ class Watch:
         if file not in self._files:
             self._files.add(file)
             self.streak.append(suspicion)
-        if len(self.streak) >= STREAK:
+        if len(self.streak) >= (STREAK_MISSING if self.streak[0].kind == MISSING else STREAK):
             raise fault(self.streak, self.what)
 
     def end(self) -> None:

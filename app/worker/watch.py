@@ -7,7 +7,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.errors import DatabaseUnavailable, first_line
+from app.errors import DatabaseUnavailable, EnvironmentFault, first_line
 from app.inference.detector import Detector
 from app.services.detect import DetectReport, detect_pending
 from app.stopping import StopFlag
@@ -24,10 +24,12 @@ def watch(sessions: sessionmaker[Session], detector: Detector, settings: Setting
     while not stop.is_set():
         try:
             report = detect_pending(sessions, detector, settings, stop)
-        except (DatabaseUnavailable, DBAPIError) as exc:
-            # The database went away: keep the worker alive and try again later,
-            # backing off so an outage does not flood the log.
-            log.error("database unavailable, retrying in %.0f s: %s", outage_sleep, first_line(exc))
+        except (DatabaseUnavailable, DBAPIError, EnvironmentFault) as exc:
+            # The database went away, or the machine fails (a photo folder unmounted, the
+            # thumbnail folder full): keep the worker alive, nothing charged, and try again
+            # later, backing off so an outage does not flood the log.
+            what = "stopped by a fault of the machine" if isinstance(exc, EnvironmentFault) else "database unavailable"
+            log.error("%s, retrying in %.0f s: %s", what, outage_sleep, first_line(exc))
             stop.wait(outage_sleep)
             outage_sleep = min(outage_sleep * 2, MAX_OUTAGE_SLEEP)
             continue

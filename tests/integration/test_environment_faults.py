@@ -173,6 +173,66 @@ def test_one_photo_missing_from_a_folder_that_is_there_is_charged(cli, db_url, t
     engine.dispose()
 
 
+def test_an_album_deleted_on_purpose_is_charged_to_its_photos_and_blocks_nothing(cli, db_url, tmp_path, faces_dev):
+    """An album folder removed from a library that is there (its photos first in the queue)
+    is not the machine's fault: the photos read after it show the library is mounted, so the
+    album's photos are charged as missing files and the rest is detected."""
+    album = _library(faces_dev, tmp_path / "photos" / "album")
+    kept = copy_images(sorted((faces_dev / "Abdullah_Gul").glob("*.jpg"))[3:5], tmp_path / "photos" / "kept")
+    assert cli("--ingest", str(tmp_path / "photos" / "album")).returncode == 0
+    assert cli("--ingest", str(tmp_path / "photos" / "kept")).returncode == 0
+    for f in album:
+        f.unlink()
+    album[0].parent.rmdir()
+    res = cli("--db", MAX_ATTEMPTS="3", RETRY_DELAY_SECONDS="3600", THUMBNAIL_SAVE_PATH=str(tmp_path / "thumbs"))
+    assert res.returncode == 1 and "error:" not in res.stderr, res.stdout + res.stderr[-3000:]
+    engine = make_engine(db_url)
+    items = items_by_name(engine)
+    assert all((items[f.name].Status, items[f.name].Attempts) == ("failed", 1) for f in album)
+    assert all(items[f.name].Status == "done" for f in kept)
+    engine.dispose()
+
+
+def test_watch_waits_out_a_missing_photo_folder_and_goes_on_when_it_is_back(cli, db_url, tmp_path, faces_dev):
+    """--watch is a service: a photo folder gone is logged in one line, nothing is charged,
+    and once the folder is back the waiting photos are detected; it never exits for it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.integration.conftest import ROOT
+
+    library = tmp_path / "photos" / "library"
+    _library(faces_dev, library)
+    assert cli("--ingest", str(library)).returncode == 0
+    library.rename(library.with_name("library-renamed"))
+    watcher = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--watch"], cwd=cli.cwd, text=True,
+                               env={**cli.env, "WATCH_INTERVAL_SECONDS": "0.5", "MAX_ATTEMPTS": "3",
+                                    "RETRY_DELAY_SECONDS": "0", "THUMBNAIL_SAVE_PATH": str(tmp_path / "thumbs")},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    engine = make_engine(db_url)
+    log = cli.cwd / "logs" / "face_detection.log"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (not log.exists() or log.read_text().count("fault of the machine") < 2):
+            time.sleep(0.3)
+        assert watcher.poll() is None, watcher.communicate()[1][-3000:]  # still running
+        _nothing_charged(engine)
+        library.with_name("library-renamed").rename(library)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not all(i.IsFacesExtracted for i in items_by_name(engine).values()):
+            time.sleep(0.5)
+        assert all(i.IsFacesExtracted and i.Attempts == 0 for i in items_by_name(engine).values())
+    finally:
+        watcher.send_signal(signal.SIGTERM)
+        out, err = watcher.communicate(timeout=120)
+        engine.dispose()
+    assert watcher.returncode == 0 and "Traceback" not in err, err[-3000:]
+    faults = [line for line in log.read_text().splitlines() if "fault of the machine" in line]
+    assert faults and all(f"photo folder {library} is missing" in line for line in faults)
+
+
 def test_automate_reports_a_machine_fault_in_one_line_and_charges_nothing(cli, db_url, tmp_path, faces_dev):
     """--automate keeps running through a fault of the machine: each run logs one line (no
     traceback) and charges nothing; the fault is the same at every run."""

@@ -61,21 +61,39 @@ def _missing(folder: str) -> Suspicion:
     return Suspicion(environment.MISSING, folder)
 
 
+def _unreadable(folder: str) -> Suspicion:
+    return Suspicion("EIO", folder, "Input/output error")
+
+
 def test_the_watch_needs_a_streak_of_files_and_holds_it():
     watch = Watch("photo")
     for k in range(STREAK - 1):
-        watch.see(f"/lib/a/{k}.jpg", _missing("/lib/a"))
-        watch.see(f"/lib/a/{k}.jpg", _missing("/lib/a"))  # a photo's second face counts once
+        watch.see(f"/lib/a/{k}.jpg", _unreadable("/lib/a"))
+        watch.see(f"/lib/a/{k}.jpg", _unreadable("/lib/a"))  # a photo's second face counts once
     assert watch.holding
     watch.see("/lib/ok.jpg", None)  # a photo that worked: the machine is fine, the streak is charged
     assert not watch.holding
     watch.end()  # not every file of the run failed
     for k in range(STREAK - 1):
-        watch.see(f"/lib/b/{k}.jpg", _missing("/lib/b"))
+        watch.see(f"/lib/b/{k}.jpg", _unreadable("/lib/b"))
     with pytest.raises(EnvironmentFault) as fault:
-        watch.see("/lib/c/0.jpg", _missing("/lib/c"))
-    assert str(fault.value) == ("photo 2 folders under /lib are missing (unmounted, moved or renamed?): "
+        watch.see("/lib/c/0.jpg", _unreadable("/lib/c"))
+    assert str(fault.value) == ("photos in 2 folders under /lib cannot be read (Input/output error): "
                                 "fix it and run again; no photo was charged")
+
+
+def test_missing_folders_need_a_long_streak_so_a_deleted_album_is_charged_to_its_photos():
+    watch = Watch("photo")
+    for k in range(STREAK * 10):  # an album deleted on purpose, first in the queue
+        watch.see(f"/lib/album/{k}.jpg", _missing("/lib/album"))
+    assert watch.holding
+    watch.see("/lib/kept/1.jpg", None)  # the library is there: the album's photos are their own fault
+    assert not watch.holding
+    watch.end()
+    for k in range(environment.STREAK_MISSING - 1):  # the library unmounted mid-run
+        watch.see(f"/lib/y/{k}.jpg", _missing("/lib"))
+    with pytest.raises(EnvironmentFault, match="photo folder /lib is missing"):
+        watch.see("/lib/z.jpg", _missing("/lib"))
 
 
 def test_a_run_whose_every_file_failed_the_same_way_is_the_machines_fault():
