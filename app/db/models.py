@@ -48,6 +48,11 @@ STATUS_FAILED = "failed"
 ASSIGNED_MATCHED = "matched"
 ASSIGNED_CLUSTERED = "clustered"
 ASSIGNED_USER = "user"
+# A user's (or another application's) face with a person, refreshed from a new detection
+# because its file's content changed: still the user's everywhere (re-detection keeps it,
+# --recluster leaves it), until the recognition run compares its new vector with the
+# person's other faces: 'user' again, or no person (app/services/recheck.py).
+ASSIGNED_RECHECK = "recheck"
 
 
 class Base(DeclarativeBase):
@@ -206,6 +211,7 @@ class Faces(Base):
 WHO_USER = "user"
 WHO_WORKER = "worker"
 WHO_RECLUSTER = "recluster"  # AssignmentLog: an automatic assignment cleared by --recluster
+WHO_RECHECK = "recheck"  # AssignmentLog: a refreshed user's face that left its person on re-check
 
 
 class MediaMeta(Base):
@@ -266,7 +272,7 @@ class AssignmentLog(Base):
     FaceId: Mapped[int] = mapped_column(Integer, nullable=False, index=True)
     OldPersonId: Mapped[int | None] = mapped_column(Integer)
     NewPersonId: Mapped[int | None] = mapped_column(Integer)
-    Who: Mapped[str] = mapped_column(String(16), nullable=False)  # user, matched, clustered, recluster
+    Who: Mapped[str] = mapped_column(String(16), nullable=False)  # user, matched, clustered, recluster, recheck
     OldAssignedBy: Mapped[str | None] = mapped_column(String(16))
     NewAssignedBy: Mapped[str | None] = mapped_column(String(16))
     OldAssignedAt: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -14,9 +14,11 @@ deleted. Deleting it is the only safe choice: kept, its person would point at a 
 is not in the photo; moved to a new face elsewhere in the photo, the user's decision
 would silently land on someone else. The new faces go through recognition like any other, and
 the person keeps its name and its other faces (the store logs which decisions went).
-A limit: another person's face at the very place of a user's face in a replaced photo
-keeps that user's person, as only boxes are known here (comparing the new vector with the
-old one would tell them apart; not done yet).
+Only boxes are known here, so another person's face at the very place of a user's face
+in a replaced photo is refreshed too: the store marks a refreshed face with a person
+'recheck' (still the user's), and the recognition run compares its new vector with the
+person's other faces before assigning anything (app/services/recheck.py): the decision
+stands, or the face leaves the person and is assigned like any new face.
 """
 from __future__ import annotations
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from sqlalchemy import bindparam, delete, insert, select, text, update
+from sqlalchemy import bindparam, case, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from app.db.models import ASSIGNED_USER, Faces
+from app.db.models import ASSIGNED_RECHECK, ASSIGNED_USER, Faces
 from app.pipeline.reconcile import StoredFace
 from app.repositories.ids import chunks
 from app.types import Box
@@ -41,8 +41,9 @@ class NewFace:
 
 
 def set_by_user(assigned_by: str | None, person_id: int | None) -> bool:
-    """A user (or another application: a PersonId with no AssignedBy) decided this face."""
-    return assigned_by == ASSIGNED_USER or (assigned_by is None and person_id is not None)
+    """A user (or another application: a PersonId with no AssignedBy) decided this face;
+    a refreshed one waiting for its re-check ('recheck') still counts as the user's."""
+    return assigned_by in (ASSIGNED_USER, ASSIGNED_RECHECK) or (assigned_by is None and person_id is not None)
 
 
 def faces_of_media(session: Session, media_file_ids: Sequence[int]) -> dict[int, list[StoredFace]]:
@@ -106,8 +107,11 @@ def insert_faces(session: Session, faces: Sequence[NewFace]) -> None:
 def refresh_faces(session: Session, faces: Sequence[tuple[int, NewFace]]) -> None:
     """(face id, its new detection): a user's face on a file whose content changed takes the
     new detection's box, scores, thumbnail and vectors (none: open for the embedding stage
-    again, as the old vectors came from the old pixels); PersonId, AssignedBy and its
-    rejections stay."""
+    again, as the old vectors came from the old pixels); PersonId and its rejections stay.
+    A face with a person is marked 'recheck': the decision was about pixels that are gone,
+    so recognition compares the new vector with the person's other faces
+    (app/services/recheck.py). A user's face left without a person keeps AssignedBy 'user':
+    leaving a face out never puts two people in one person."""
     if not faces:
         return
     session.execute(
@@ -118,6 +122,7 @@ def refresh_faces(session: Session, faces: Sequence[tuple[int, NewFace]]) -> Non
             Embedding2=bindparam("e2"), Embedding2Model=bindparam("m2"), EmbedAttempts=0, EmbedError=None,
             EmbedLockedBy=None, EmbedLockedUntil=None, FrameNumber=bindparam("frame"),
             FrameTimeMs=bindparam("ms"), TrackNumber=bindparam("track"),
+            AssignedBy=case((FACES.c.PersonId.is_not(None), ASSIGNED_RECHECK), else_=FACES.c.AssignedBy),
         ),
         [{"fid": face_id, "box": f.bounding_box, "conf": f.confidence, "marks": f.landmarks, "blur": f.blur,
           "quality": f.quality, "usable": f.is_usable, "thumb": f.thumbnail_path, "e1": f.embedding,

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from app.db.models import (
     ASSIGNED_CLUSTERED,
     ASSIGNED_MATCHED,
+    ASSIGNED_RECHECK,
     ASSIGNED_USER,
     Faces,
     MediaFile,
@@ -148,8 +149,10 @@ def unassigned_faces(session: Session, facenet: str, model: str) -> FaceVectors:
 
 
 def free_persons(session: Session) -> set[int]:
-    """Persons the worker may merge: automatic, unnamed, and no face placed by a user."""
-    user_placed = select(Faces.Id).where(Faces.PersonId == Persons.Id, Faces.AssignedBy == ASSIGNED_USER).exists()
+    """Persons the worker may merge: automatic, unnamed, and no face placed by a user
+    (a user's face waiting for its re-check is still the user's)."""
+    user_placed = select(Faces.Id).where(Faces.PersonId == Persons.Id,
+                                         Faces.AssignedBy.in_((ASSIGNED_USER, ASSIGNED_RECHECK))).exists()
     return set(session.scalars(select(Persons.Id).where(_resettable_person(), ~user_placed)).all())
 
 
@@ -204,6 +207,63 @@ def touch_persons(session: Session, person_ids: Sequence[int]) -> None:
     """ModifiedAt = now on persons whose set of faces changed."""
     for chunk in chunks(person_ids):
         session.execute(update(Persons).where(Persons.Id.in_(chunk)).values(ModifiedAt=func.now()))
+
+
+# --- re-check of users' faces refreshed from new pixels (app/services/recheck.py) -----
+
+@dataclass(frozen=True)
+class FaceToRecheck:
+    face_id: int
+    person_id: int | None  # None: another application removed the person since
+    person_name: str | None
+    file_path: str
+    assigned_at: datetime | None
+    vector: np.ndarray | None  # the deciding vector; None: the face is not usable (never embedded)
+
+
+def faces_to_recheck(session: Session, facenet: str, model: str) -> list[FaceToRecheck]:
+    """Faces waiting for a re-check that can be decided now: those with their deciding
+    vector, and those that will never have one (not usable). The rest wait for embedding."""
+    columns, ready = _columns(facenet, model)
+    has_vector = func.coalesce(ready, false())
+    rows = session.execute(
+        select(Faces.Id, Faces.PersonId, Persons.Name, MediaFile.FilePath, Faces.AssignedAt, has_vector, columns[-1])
+        .join(MediaFile, MediaFile.Id == Faces.MediaFileId)
+        .outerjoin(Persons, Persons.Id == Faces.PersonId)
+        .where(Faces.AssignedBy == ASSIGNED_RECHECK, or_(ready, Faces.IsUsable.is_(False)))
+        .order_by(Faces.Id)
+    ).all()
+    return [FaceToRecheck(*r[:5], np.frombuffer(r[6], np.float32) if r[5] else None) for r in rows]
+
+
+def decided_vectors(session: Session, person_ids: Sequence[int], facenet: str, model: str) -> dict[int, np.ndarray]:
+    """person id -> the deciding vectors of its faces, except those waiting for a re-check."""
+    columns, ready = _columns(facenet, model)
+    found: dict[int, list[np.ndarray]] = {}
+    for chunk in chunks(person_ids):
+        rows = session.execute(
+            select(Faces.PersonId, columns[-1])
+            .where(ready, Faces.PersonId.in_(chunk),
+                   or_(Faces.AssignedBy.is_(None), Faces.AssignedBy != ASSIGNED_RECHECK))
+        )
+        for person, vector in rows:
+            found.setdefault(person, []).append(np.frombuffer(vector, np.float32))
+    return {p: np.vstack(v) for p, v in found.items()}
+
+
+def confirm_rechecked(session: Session, face_ids: Sequence[int]) -> None:
+    """The user's decision stands: AssignedBy 'user' again, AssignedAt as the user left it."""
+    for where in id_batches(session, Faces.Id, face_ids):
+        session.execute(update(Faces).where(where, Faces.AssignedBy == ASSIGNED_RECHECK)
+                        .values(AssignedBy=ASSIGNED_USER).execution_options(synchronize_session=False))
+
+
+def release_rechecked(session: Session, face_ids: Sequence[int], now: datetime) -> None:
+    """The face is someone else now: no person, and new to the assignment step."""
+    for where in id_batches(session, Faces.Id, face_ids):
+        session.execute(update(Faces).where(where, Faces.AssignedBy == ASSIGNED_RECHECK)
+                        .values(PersonId=None, AssignedBy=None, AssignedAt=now, ConsideredAt=None)
+                        .execution_options(synchronize_session=False))
 
 
 # --- recluster ------------------------------------------------------------------------

@@ -4,7 +4,8 @@ automatic assignment (--recluster).
 The whole step is one transaction under an advisory lock: a crash leaves the old
 assignments or the new ones, never half; two runs at once cannot both create persons
 for the same faces. Users' work is never touched: faces a user assigned, and persons
-with a name or made by a user, keep what they have.
+with a name or made by a user, keep what they have; only a user's face whose photo was
+replaced under its name is first re-checked against its person (app/services/recheck.py).
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from app.repositories import history as hrepo
 from app.repositories import persons as prepo
 from app.repositories import recognition as repo
 from app.repositories.history import LogEntry
+from app.services.recheck import recheck_refreshed
 from app.storage.vector_store import StoreKey, VectorStore
 
 log = logging.getLogger("app.recognition")
@@ -69,6 +71,7 @@ class AssignReport:
     persons_deleted: int = 0
     persons_merged: int = 0  # persons split in two made one again
     unassigned: int = 0
+    left: int = 0  # users' faces in changed files that left their person on re-check
     seconds: float = 0.0
     # seconds per phase: read (faces and vectors, the vector store kept in step), decide
     # (matching and clustering), write (assignments, persons, log, covers)
@@ -306,6 +309,8 @@ def _record(session: Session, kind: str, report: AssignReport, log: list[LogEntr
     if log:
         summary = (f"{report.matched} matched, {report.joined} joined, {report.clustered} in "
                    f"{report.persons_created} new persons, {report.persons_merged} persons merged")
+        if report.left:
+            summary += f", {report.left} left a user's person on re-check"
         hrepo.add_operation(session, kind, WHO_WORKER, summary, None, log)
 
 
@@ -321,7 +326,9 @@ def assign_unassigned(sessions: sessionmaker[Session], settings: Settings) -> As
     with sessions.begin() as session:
         repo.lock_assignment(session)
         entries: list[LogEntry] = []
+        left = recheck_refreshed(session, settings, linkage_params(settings).join, entries).left
         report = _apply(session, settings, previous={}, log=entries)
+        report.left = left
         _finish(session, "recognize", report, entries)
     report.seconds = time.perf_counter() - started
     _log(report, "assignment")
@@ -332,11 +339,14 @@ def recluster(sessions: sessionmaker[Session], settings: Settings) -> AssignRepo
     started = time.perf_counter()
     with sessions.begin() as session:
         repo.lock_assignment(session)
+        entries: list[LogEntry] = []
+        left = recheck_refreshed(session, settings, linkage_params(settings).join, entries).left
         before = repo.automatic_assignments(session)
-        entries = _entries(before, [(f, None) for f in sorted(before)], WHO_RECLUSTER, None)
+        entries += _entries(before, [(f, None) for f in sorted(before)], WHO_RECLUSTER, None)
         cleared = repo.clear_automatic_assignments(session, utcnow())
         log.info("recluster: cleared %d automatic assignments", cleared)
         report = _apply(session, settings, {f: s.person_id for f, s in before.items()}, entries)
+        report.left = left
         report.persons_deleted = repo.delete_empty_automatic_persons(session)
         _finish(session, "recluster", report, entries)
     report.seconds = time.perf_counter() - started

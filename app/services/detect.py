@@ -542,8 +542,8 @@ class DetectionStage:
     def _log_replaced(self, r: ItemResult, plan) -> None:
         lost = [s for s in plan.delete if s.set_by_user]
         log.info("%s: the file changed since it was detected; %d faces now, %d of them a user's decided "
-                 "faces at the same place (embedded again)", self.describe(r.item.item_id),
-                 len(plan.insert) + len(plan.refresh), len(plan.refresh))
+                 "faces at the same place (embedded again, then re-checked against their person)",
+                 self.describe(r.item.item_id), len(plan.insert) + len(plan.refresh), len(plan.refresh))
         if lost:
             log.warning("%s: %d faces a user had decided are no longer in the changed file and were removed "
                         "(faces %s, persons %s)", self.describe(r.item.item_id), len(lost),

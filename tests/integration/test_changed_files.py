@@ -1,6 +1,7 @@
 """A photo replaced, edited or removed under the same name (issue 27): noticed by --ingest
 and by every detection run, detected again, its faces kept by box overlap only where a
 user decided them, its vectors redone, and a missing file counted in --status."""
+import json
 import os
 from collections import Counter
 from dataclasses import replace
@@ -13,7 +14,18 @@ from sqlalchemy import select, update
 from app.config import load_settings
 from app.db.engine import make_engine, session_factory
 from app.db.types import utcnow
-from app.db.models import ASSIGNED_USER, EVENT_QUEUED, EVENT_SENT, Faces, MediaItems, Persons, PublishEvents
+from app.db.models import (
+    ASSIGNED_RECHECK,
+    ASSIGNED_USER,
+    EVENT_QUEUED,
+    EVENT_SENT,
+    WHO_RECHECK,
+    AssignmentLog,
+    Faces,
+    MediaItems,
+    Persons,
+    PublishEvents,
+)
 from app.pipeline.file_stamp import FileStamp
 from app.repositories import media as media_repo
 from app.services import file_changes
@@ -121,14 +133,18 @@ def test_the_worker_notices_a_change_and_keeps_user_decisions_only_where_a_face_
     assert "no longer in the changed file" in res.stderr
     faces = faces_by_media(engine)
     (refreshed,) = [f for f in faces[items[str(same_place)].MediaFileId] if f.PersonId is not None]
-    assert refreshed.Id == moved_face.Id and refreshed.PersonId == pid and refreshed.AssignedBy == ASSIGNED_USER
+    assert refreshed.Id == moved_face.Id and refreshed.PersonId == pid and refreshed.AssignedBy == ASSIGNED_RECHECK
     assert refreshed.Embedding is None  # the old vector came from the old pixels
     assert refreshed.ThumbnailPath != moved_face.ThumbnailPath and not Path(moved_face.ThumbnailPath).exists()
     newcomers = faces[items[str(elsewhere)].MediaFileId]
     assert newcomers and gone_face.Id not in {f.Id for f in newcomers}
     assert all(f.PersonId is None for f in newcomers)  # the decision did not move to another face
 
-    assert cli("--recognize").returncode == 0
+    res = cli("--recognize")
+    assert res.returncode == 0
+    # the person's only other face went with its photo: nothing to check against, kept
+    assert f"face {moved_face.Id} ({same_place}), person {pid} \"Jolie\"" in res.stderr
+    assert "could not be checked" in res.stderr
     with Session() as s:
         refreshed = s.get(Faces, moved_face.Id)
         newcomers = [s.get(Faces, f.Id) for f in newcomers]
@@ -136,7 +152,8 @@ def test_the_worker_notices_a_change_and_keeps_user_decisions_only_where_a_face_
     assert refreshed.Embedding is not None and refreshed.Embedding != moved_face.Embedding
     old, new = (np.frombuffer(f.Embedding, np.float32) for f in (moved_face, refreshed))
     assert float(old @ new) < 0.999  # from the new pixels
-    assert refreshed.PersonId == pid and all(f.PersonId != pid for f in newcomers)
+    assert refreshed.PersonId == pid and refreshed.AssignedBy == ASSIGNED_USER
+    assert all(f.PersonId != pid for f in newcomers)
     engine.dispose()
 
 
@@ -188,4 +205,102 @@ def test_the_check_takes_a_bounded_slice_per_run_and_resumes(db_url, tmp_path):
     assert rows[ids[2]].FileSize == files[2].stat().st_size  # recorded for the next check
     assert (tmp_path / "thumbs" / file_changes.CURSOR_FILE).read_text() == "0"
     assert file_changes.check_some(Session, replace(settings, change_check_files=0)).checked == 0
+    engine.dispose()
+
+
+REPLACEMENT = 7  # the Jolie photo copied over another: its face is where the other's was
+
+
+def _faces_in(engine, folder: Path) -> dict[Path, Faces]:
+    """{photo: its main face (the most confident)} of the photos in `folder`."""
+    items = {Path(p): item for p, item in items_by_path(engine).items() if Path(p).parent == folder}
+    faces = faces_by_media(engine)
+    return {p: max(faces[item.MediaFileId], key=lambda f: f.Confidence) for p, item in items.items()}
+
+
+def _name_jolie(cli, engine, folder: Path) -> tuple[int, dict[Path, Faces]]:
+    """The user puts every face of `folder` into a new person named Angelina Jolie (--move,
+    --rename): (the person, {photo: its face})."""
+    moved = cli("--move", ",".join(str(f.Id) for f in _faces_in(engine, folder).values()), "--to", "new")
+    assert moved.returncode == 0, moved.stderr
+    faces = _faces_in(engine, folder)
+    (person,) = {f.PersonId for f in faces.values()}
+    assert cli("--rename", str(person), "Angelina Jolie").returncode == 0
+    assert {f.AssignedBy for f in faces.values()} == {ASSIGNED_USER}
+    return person, faces
+
+
+def test_another_persons_face_at_the_place_of_a_users_face_leaves_the_users_person(
+        cli, db_url, tmp_path, faces_dev):
+    jolie, putin = tmp_path / "photos" / "jolie", tmp_path / "photos" / "putin"
+    copy_images(sorted((faces_dev / "Angelina_Jolie").glob("*.jpg"))[:6], jolie)
+    putins = sorted((faces_dev / "Vladimir_Putin").glob("*.jpg"))
+    copy_images(putins[:3], putin)
+    assert cli("--ingest", str(tmp_path / "photos")).returncode == 0
+    assert cli("--all").returncode == 0
+    engine = make_engine(db_url)
+    Session = session_factory(engine)
+    person, faces = _name_jolie(cli, engine, jolie)
+    target = jolie / "Angelina_Jolie_01.jpg"
+    confirmed = faces[target]
+
+    _overwrite(target, putins[3].read_bytes())  # Putin's face where the user confirmed Jolie
+    assert cli("--db").returncode == 0
+    _overwrite(target, putins[4].read_bytes())  # replaced again before any recognition run
+    assert cli("--db").returncode == 0
+    with Session() as s:
+        face = s.get(Faces, confirmed.Id)  # refreshed twice: still the user's, to be checked
+        assert face is not None and face.PersonId == person and face.AssignedBy == ASSIGNED_RECHECK
+    res = cli("--recognize")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert f"face {confirmed.Id}" in res.stderr and str(target) in res.stderr
+
+    with Session() as s:
+        face = s.get(Faces, confirmed.Id)
+        assert face.PersonId != person  # Putin is not in Jolie's person
+        putin_persons = {f.PersonId for f in _faces_in(engine, putin).values()}
+        assert face.PersonId is None or face.PersonId in putin_persons
+        assert s.get(Persons, person).Name == "Angelina Jolie"
+        for photo, f in faces.items():
+            if photo != target:
+                kept = s.get(Faces, f.Id)
+                assert (kept.PersonId, kept.AssignedBy) == (person, ASSIGNED_USER)
+        left = s.execute(select(AssignmentLog).where(AssignmentLog.FaceId == confirmed.Id,
+                                                     AssignmentLog.Who == WHO_RECHECK)).scalar_one()
+    assert (left.OldPersonId, left.NewPersonId, left.OldAssignedBy) == (person, None, ASSIGNED_RECHECK)
+    history = json.loads(cli("--history", "--json").stdout)
+    assert any(op["who"] == "worker" and "1 left a user's person on re-check" in op["summary"] for op in history)
+    engine.dispose()
+
+
+
+def test_a_users_face_still_there_after_a_change_stays_the_users(cli, db_url, tmp_path, faces_dev):
+    jolie = tmp_path / "photos" / "jolie"
+    originals = sorted((faces_dev / "Angelina_Jolie").glob("*.jpg"))
+    copy_images(originals[:6], jolie)
+    assert cli("--ingest", str(tmp_path / "photos")).returncode == 0
+    assert cli("--all").returncode == 0
+    engine = make_engine(db_url)
+    Session = session_factory(engine)
+    person, faces = _name_jolie(cli, engine, jolie)
+    resaved, replaced = jolie / "Angelina_Jolie_01.jpg", jolie / "Angelina_Jolie_02.jpg"
+    with Image.open(resaved) as im:  # the same photo saved again: other bytes, the same face
+        im.load()
+    before = resaved.stat()
+    im.save(resaved, "JPEG", quality=60)
+    os.utime(resaved, ns=(before.st_atime_ns, before.st_mtime_ns + 5_000_000_000))
+    _overwrite(replaced, originals[REPLACEMENT].read_bytes())  # another photo of her, face at the same place
+
+    assert cli("--db").returncode == 0
+    with Session() as s:
+        assert {s.get(Faces, faces[p].Id).AssignedBy for p in (resaved, replaced)} == {ASSIGNED_RECHECK}
+    res = cli("--recluster")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "2 confirmed, 0 left their person" in res.stderr
+    with Session() as s:
+        for photo, f in faces.items():
+            now = s.get(Faces, f.Id)
+            assert (now.PersonId, now.AssignedBy, now.AssignedAt) == (person, ASSIGNED_USER, f.AssignedAt)
+        assert s.get(Persons, person).Name == "Angelina Jolie"
+        assert not s.scalars(select(AssignmentLog).where(AssignmentLog.Who == WHO_RECHECK)).all()
     engine.dispose()
