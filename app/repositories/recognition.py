@@ -23,6 +23,7 @@ from app.db.models import (
     MediaFile,
     Persons,
 )
+from app.db.types import UTCDateTime
 from app.repositories.faces import FACES
 from app.repositories.ids import ARRAY_CHUNK, chunks, id_batches
 from app.repositories.persons import FaceState
@@ -394,3 +395,19 @@ def vectors_of(session: Session, face_ids: np.ndarray, facenet: str, model: str
     fac = np.vstack(f_out) if f_out else np.zeros((0, 512), np.float32)
     dec = (np.vstack(d_out) if d_out else np.zeros((0, 128), np.float32)) if model != facenet else None
     return ids, fac, dec
+
+
+def database_now(session: Session) -> datetime:
+    """The database's clock (the one that stamps ModifiedAt): the vector store's
+    high-water mark."""
+    return session.scalar(select(func.now(type_=UTCDateTime())))
+
+
+def vectors_modified_since(session: Session, since: datetime | None, facenet: str, model: str) -> np.ndarray:
+    """Ids (ascending) of the faces with their vectors whose row changed at or after
+    `since` (every such face when None): the faces whose vectors may have changed."""
+    _, ready = _columns(facenet, model)
+    query = select(cast(Faces.Id, BigInteger)).where(ready)
+    if since is not None:
+        query = query.where(Faces.ModifiedAt >= since)
+    return np.array(session.scalars(query.order_by(Faces.Id)).all(), np.int64)

@@ -33,7 +33,7 @@ from app.repositories import persons as prepo
 from app.repositories import recognition as repo
 from app.repositories.history import LogEntry
 from app.services.recheck import recheck_refreshed
-from app.storage.vector_store import StoreKey, VectorStore
+from app.storage.vector_store import Changes, StoreKey, VectorStore
 
 log = logging.getLogger("app.recognition")
 
@@ -194,8 +194,10 @@ def store_key(settings: Settings, facenet: str, model: str) -> StoreKey:
 def open_store(session: Session, settings: Settings, facenet: str, model: str,
                table: repo.FaceTable) -> VectorStore:
     """The vector store of this database and these models, in step with `table`."""
+    changes = Changes(lambda: repo.database_now(session),
+                      lambda since: repo.vectors_modified_since(session, since, facenet, model))
     return VectorStore.synced(settings.data_dir / "vectors", store_key(settings, facenet, model), table.face_ids,
-                              lambda ids: repo.vectors_of(session, ids, facenet, model))
+                              lambda ids: repo.vectors_of(session, ids, facenet, model), changes)
 
 
 def _decide_large(session: Session, settings: Settings, facenet: str, model: str,

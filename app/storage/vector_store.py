@@ -4,12 +4,20 @@ row through memory maps, so a run reads from the database only the faces it has 
 Derived data, never the only copy of anything: the database holds every vector, and the
 store is rebuilt from it when missing, unreadable, of another model or another database,
 or when a spot check finds vectors that differ from the database's. It holds vectors
-only, keyed by face id (a face's vectors never change; detecting a photo again makes new
-faces), so assignments, person operations and other applications' edits never make it
-stale: which faces are known, and as whom, is read from the database on every run.
+only, keyed by face id, so assignments, person operations and other applications' edits
+never make it stale: which faces are known, and as whom, is read from the database on
+every run.
+
+A face's vectors can change under the same id: a photo replaced under its name refreshes
+a user's face in place (new box, vectors cleared and embedded again from the new pixels).
+Every UPDATE of a face bumps its ModifiedAt (ORM and database triggers), so each sync asks
+the database for the faces it already holds whose row changed since the store's
+high-water mark (the database's clock at the previous sync, less a safety margin), compares their vectors with the stored ones, and rebuilds the store when
+any differ (rare: a replaced photo with a user's face). A store written before the mark
+existed has every face checked once.
 
 Layout under DATA_DIR/vectors/<key>/ (key: database and models):
-- `manifest.json`: the segments in row order. Replaced atomically, last: a crash leaves
+- `manifest.json`: the segments in row order and the high-water mark (`modified`). Replaced atomically, last: a crash leaves
   the old manifest and stray files, which the next run removes.
 - `<segment>.ids.npy`, `<segment>.facenet.npy` and (when another model decides)
   `<segment>.decide.npy`: faces appended per run, never rewritten. A face's row is its
@@ -33,6 +41,7 @@ import shutil
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable
 
@@ -44,9 +53,24 @@ FORMAT = 2  # 1: with a faiss IVF index over the FaceNet vectors (rebuilt as 2)
 FETCH_CHUNK = 20_000  # faces whose vectors are read from the database at once
 COPY_CHUNK = 131_072  # rows copied at once when segments merge
 CHECK_ROWS = 16  # stored rows compared with the database on every open
+# A transaction stamps ModifiedAt with its start time (now()) but becomes visible when it
+# commits: a face changed by a transaction that started before the mark was read and
+# committed after it has a ModifiedAt older than the mark. Faces changed this long before
+# the mark are looked at again (the worker's transactions are far shorter). The mark is
+# the database's clock, not the latest ModifiedAt: in a quiet database that would stay
+# put, and every sync would re-read the faces of the margin before it.
+MARK_MARGIN = timedelta(minutes=15)
 
 # face ids -> (the same ids, FaceNet vectors, deciding vectors or None), from the database
 Fetch = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray | None]]
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What the database says about faces that changed, by its own clock."""
+
+    mark: Callable[[], datetime]  # the database's clock now (what stamps ModifiedAt)
+    since: Callable[[datetime | None], np.ndarray]  # ids of faces with vectors changed at or after it (None: all)
 
 
 @dataclass(frozen=True)
@@ -83,27 +107,37 @@ class VectorStore:
         self.alive = np.zeros(0, bool)  # row's face still in the database
         self._order = np.zeros(0, np.int64)
         self._offsets = np.zeros(1, np.int64)
+        self.mark: datetime | None = None  # the manifest's high-water mark (None: not recorded)
 
     # --- opening and keeping in step ----------------------------------------------
 
     @classmethod
-    def synced(cls, root: Path, key: StoreKey, db_ids: np.ndarray, fetch: Fetch) -> "VectorStore":
+    def synced(cls, root: Path, key: StoreKey, db_ids: np.ndarray, fetch: Fetch, changes: Changes
+               ) -> "VectorStore":
         """The store for `key`, holding exactly the faces `db_ids` (sorted face ids of
-        every face with its vectors in the database); missing faces are read with `fetch`."""
+        every face with its vectors in the database); missing faces are read with `fetch`,
+        faces changed since the last sync are found with `changes`."""
         store = cls(root, key)
         store.dir.mkdir(parents=True, exist_ok=True)
         with open(store.dir / "lock", "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            store._sync(np.asarray(db_ids, np.int64), fetch)
+            store._sync(np.asarray(db_ids, np.int64), fetch, changes)
         return store
 
-    def _sync(self, db_ids: np.ndarray, fetch: Fetch) -> None:
+    def _sync(self, db_ids: np.ndarray, fetch: Fetch, changes: Changes) -> None:
         started = time.perf_counter()
+        # read before anything else: a later change has a newer ModifiedAt, or one within the margin
+        mark = changes.mark()
         if not self._load():
             self._reset()
         elif not self._agrees(db_ids, fetch):
             log.warning("vector store %s does not match the database: rebuilding it", self.dir)
             self._reset()
+        elif (changed := self._changed(db_ids, fetch, changes)) is not None:
+            log.info("vector store %s: the vectors of face %d changed in the database (a photo replaced "
+                     "under its name): rebuilding it", self.dir, changed)
+            self._reset()
+        self.mark = mark
         self.alive = np.isin(self.ids, db_ids)
         dead = int(self.ids.size - self.alive.sum())
         if self.ids.size and dead * 3 > self.ids.size:
@@ -129,6 +163,7 @@ class VectorStore:
             if m.get("format") != FORMAT or m.get("key") != [self.key.database, self.key.facenet, self.key.model]:
                 return False
             self.segments = [self._open_segment(name) for name in m["segments"]]
+            self.mark = datetime.fromisoformat(m["modified"]) if m.get("modified") else None
             self._index_rows()
             return True
         except Exception as e:  # noqa: BLE001 - any damage: rebuild from the database
@@ -160,6 +195,21 @@ class VectorStore:
         if ok and decide is not None:
             ok = np.allclose(self.decide(back), decide, atol=1e-6)
         return bool(ok)
+
+    def _changed(self, db_ids: np.ndarray, fetch: Fetch, changes: Changes) -> int | None:
+        """The first held face whose row changed since the mark (every held face when the
+        manifest has none) and whose vectors now differ from the stored ones; None: none."""
+        since = self.mark - MARK_MARGIN if self.mark is not None else None
+        held = np.intersect1d(np.intersect1d(changes.since(since), self.ids), db_ids)
+        for start in range(0, held.size, FETCH_CHUNK):
+            ids, facenet, decide = fetch(held[start:start + FETCH_CHUNK])
+            rows = self.rows_of(ids)
+            same = np.isclose(self.facenet(rows), facenet, atol=1e-6).all(axis=1)
+            if decide is not None:
+                same &= np.isclose(self.decide(rows), decide, atol=1e-6).all(axis=1)
+            if not same.all():
+                return int(ids[np.flatnonzero(~same)[0]])
+        return None
 
     def _reset(self) -> None:
         for path in self.dir.iterdir():
@@ -250,7 +300,8 @@ class VectorStore:
 
     def _write_manifest(self) -> None:
         manifest = {"format": FORMAT, "key": [self.key.database, self.key.facenet, self.key.model],
-                    "segments": [s.name for s in self.segments]}
+                    "segments": [s.name for s in self.segments],
+                    "modified": self.mark.isoformat() if self.mark is not None else None}
         tmp = self.dir / f"tmp-manifest-{uuid.uuid4().hex[:8]}.json"
         tmp.write_text(json.dumps(manifest))
         os.replace(tmp, self.dir / "manifest.json")

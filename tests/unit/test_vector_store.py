@@ -4,17 +4,19 @@ database is stood in for by arrays and a fetch function here;
 tests/integration/test_large_library.py runs it through PostgreSQL and the real models."""
 import json
 import multiprocessing as mp
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
 
-from app.storage.vector_store import StoreKey, VectorStore
+from app.storage.vector_store import Changes, StoreKey, VectorStore
 
 KEY = StoreKey("postgresql://u@h/db", "facenet-x", "sface-y")
 
 
 class FakeDb:
-    """Face id -> (FaceNet vector, deciding vector); counts the faces read."""
+    """Face id -> (FaceNet vector, deciding vector) and the time its row last changed (the
+    database's ModifiedAt, by a clock that moves an hour per sync); counts the faces read."""
 
     def __init__(self, n: int, seed: int = 0, groups: int = 40) -> None:
         rng = np.random.default_rng(seed)
@@ -24,7 +26,26 @@ class FakeDb:
         self.facenet = {i + 1: v / np.linalg.norm(v) for i, v in enumerate(f)}
         d = rng.standard_normal((n, 16)).astype(np.float32)
         self.decide = {i + 1: v / np.linalg.norm(v) for i, v in enumerate(d)}
+        self.clock = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        self.modified = {i: self.clock for i in self.facenet}
         self.read = 0
+
+    def changes(self) -> Changes:
+        def since(when):
+            return np.array(sorted(i for i in self.facenet if when is None or self.modified[i] >= when), np.int64)
+        return Changes(self.now, since)
+
+    def now(self) -> datetime:
+        self.clock += timedelta(hours=1)  # an hour passes between syncs
+        return self.clock
+
+    def change(self, face_id: int, seed: int, at: datetime | None = None) -> None:
+        """New vectors for a face under the same id (a refreshed face embedded again)."""
+        rng = np.random.default_rng(seed)
+        for vectors in (self.facenet, self.decide):
+            v = rng.standard_normal(vectors[face_id].size).astype(np.float32)
+            vectors[face_id] = v / np.linalg.norm(v)
+        self.modified[face_id] = at or self.clock
 
     def ids(self) -> np.ndarray:
         return np.array(sorted(self.facenet), np.int64)
@@ -41,10 +62,11 @@ class FakeDb:
         for j, i in enumerate(sorted(more.facenet)):
             self.facenet[start + j] = more.facenet[i]
             self.decide[start + j] = more.decide[i]
+            self.modified[start + j] = self.clock
 
 
 def _open(tmp_path, db: FakeDb, key: StoreKey = KEY) -> VectorStore:
-    return VectorStore.synced(tmp_path, key, db.ids(), db.fetch)
+    return VectorStore.synced(tmp_path, key, db.ids(), db.fetch, db.changes())
 
 
 def _stored(store: VectorStore, db: FakeDb) -> None:
@@ -95,6 +117,41 @@ def test_new_and_deleted_faces_are_followed_and_segments_merge_as_they_grow(tmp_
     store = _open(tmp_path, db)
     _stored(store, db)
     assert db.read >= len(db.facenet) and store.rows == len(db.facenet)
+
+
+def test_vectors_changed_under_the_same_id_are_noticed(tmp_path):
+    db = FakeDb(300)
+    _open(tmp_path, db)
+    db.modified[10] = db.clock  # an assignment changed the row, not the vectors
+    db.read = 0
+    store = _open(tmp_path, db)
+    _stored(store, db)
+    assert db.read <= 16 + 1  # the spot check and the one changed row
+    db.change(42, seed=5)  # a photo replaced under its name: new vectors, same face id
+    db.read = 0
+    store = _open(tmp_path, db)
+    _stored(store, db)
+    assert db.read >= 300  # rebuilt from the database
+    # committed after the mark was read, stamped before it (within the margin)
+    mark = datetime.fromisoformat(json.loads((store.dir / "manifest.json").read_text())["modified"])
+    db.change(7, seed=6, at=mark - timedelta(minutes=10))
+    _stored(_open(tmp_path, db), db)
+
+
+def test_a_store_without_a_mark_checks_every_face_once(tmp_path):
+    db = FakeDb(300)
+    store = _open(tmp_path, db)
+    manifest = json.loads((store.dir / "manifest.json").read_text())
+    del manifest["modified"]  # written before the mark was recorded
+    (store.dir / "manifest.json").write_text(json.dumps(manifest))
+    db.change(42, seed=5, at=db.clock - timedelta(days=1))  # changed long ago, before the store
+    db.read = 0
+    store = _open(tmp_path, db)
+    _stored(store, db)
+    assert json.loads((store.dir / "manifest.json").read_text())["modified"] is not None
+    db.read = 0
+    _stored(_open(tmp_path, db), db)
+    assert db.read <= 16  # checked once: the mark is recorded now
 
 
 @pytest.mark.parametrize("damage", ["manifest", "segment", "old format"])
