@@ -7,7 +7,7 @@ up the items' attempts (app/services/work_queue.py gives an item up after MAX_AT
 - A photo that cannot be read may be its own fault or the machine's. It is a *suspect*
   when its folder is missing (a library unmounted, moved or renamed) or the system said
   "permission denied", "input/output error", "not connected", "stale handle". One
-  suspect alone is charged as usual: a photo deleted from a folder that is still there is
+  suspect alone is charged as usual (but for a missing folder, never charged: `uncharged`): a photo deleted from a folder that is still there is
   the photo's fault, and so is one unreadable file. STREAK files in a row failing the
   same way (STREAK_MISSING for missing folders), or every file of a run when it had
   fewer, are the machine's: the run stops.
@@ -38,6 +38,10 @@ STREAK = 5
 # this many in a row, or every file of a shorter run.
 STREAK_MISSING = 200
 MISSING = "missing folder"
+# A photo whose folder is gone is never charged, streak or not (an unmounted disk among
+# folders that are there, an album deleted on purpose): it waits at least this long, then
+# is tried again (a missing file costs nothing to try), with the folder named in its reason.
+MISSING_RETRY_MIN_SECONDS = 60
 # What the system says when a disk, a share or its permissions fail, not one file.
 UNREADABLE = {errno.EACCES, errno.EPERM, errno.EIO, errno.ENOTCONN, errno.ESTALE, errno.EHOSTDOWN,
               errno.ENODEV, errno.ENXIO, errno.ETIMEDOUT}
@@ -88,6 +92,11 @@ def photo_suspicion(path: Path, exc: BaseException) -> Suspicion | None:
     if not isinstance(cause, FileNotFoundError) or path.is_symlink() or path.parent.is_dir():
         return None
     return Suspicion(MISSING, str(_top_missing(path.parent)))
+
+
+def uncharged(suspicion: Suspicion | None) -> bool:
+    """A failure no attempt is charged for: the photo's folder is missing."""
+    return suspicion is not None and suspicion.kind == MISSING and not suspicion.certain
 
 
 def cause(suspicions: list[Suspicion]) -> str:

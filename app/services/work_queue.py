@@ -26,6 +26,7 @@ from app.db.types import utcnow
 from app.errors import DatabaseUnavailable, first_line
 from app.repositories import queue as q_repo
 from app.repositories.queue import Claim, Failed, Queue
+from app.services import environment
 from app.services.environment import Suspicion
 from app.stopping import StopFlag
 
@@ -191,6 +192,10 @@ def handing_back_on_error(sessions: sessionmaker[Session], q: Queue, settings: S
 
 
 def _failed(p: Problem, claim: Claim, settings: Settings, now) -> Failed:
+    if environment.uncharged(p.suspicion):  # its folder is gone: tried again later, never given up
+        wait = max(settings.retry_delay_seconds, environment.MISSING_RETRY_MIN_SECONDS)
+        return Failed(p.id, f"{p.error} (folder {p.suspicion.place} is missing: not charged, tried again later)",
+                      claim.attempts, now + timedelta(seconds=wait))
     attempts = claim.attempts if claim.charged else claim.attempts + 1
     if p.permanent:
         attempts = max(attempts, settings.max_attempts)
