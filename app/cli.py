@@ -10,7 +10,7 @@ import os
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -225,9 +225,14 @@ def _since(text: str) -> datetime:
     """--since: an ISO date or date and time; local time unless it says its offset."""
     try:
         when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise UsageError(f"--since {text!r}: not an ISO date or time (e.g. 2026-12-01 or 2026-12-01T10:00)") from None
-    return when.astimezone() if when.tzinfo is None else when
+        when = when.astimezone() if when.tzinfo is None else when
+        when.astimezone(timezone.utc)  # a time the database can hold, whatever its offset
+    except (ValueError, OverflowError):
+        raise UsageError(f"--since {text!r}: not an ISO date or time from 1970 to 9998 "
+                         "(e.g. 2026-12-01 or 2026-12-01T10:00)") from None
+    if not 1970 <= when.year <= 9998:
+        raise UsageError(f"--since {text!r}: give a date from 1970 to 9998")
+    return when
 
 
 def run_retry_failed(settings: Settings, args: argparse.Namespace) -> int:
@@ -508,14 +513,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse, run one mode, return its exit code. What it prints goes through
     EscapingStream: no name, path or reason from outside can drive the terminal."""
     out, err = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = EscapingStream(out), EscapingStream(err)
+    # a stream closed by the caller (`main.py --status >&-`) is None: write to nothing
+    sys.stdout, sys.stderr = (EscapingStream(s if s is not None else open(os.devnull, "w")) for s in (out, err))
+    code = EXIT_OK
     try:
         code = _main(argv)
         sys.stdout.flush()
         return code
     except BrokenPipeError:  # `main.py --persons | head -2`: the reader has gone, not an error
         _silence(out)
-        return EXIT_OK
+        return code
+    except OSError as exc:  # the output cannot be written (`> /dev/full`): say so where we can
+        try:
+            print(f"error: cannot write the output: {exc.strerror or exc}", file=err)
+        except (OSError, ValueError, AttributeError):
+            pass
+        return EXIT_USAGE
     finally:
         sys.stdout, sys.stderr = out, err
 
@@ -538,28 +551,33 @@ def _main(argv: Sequence[str] | None) -> int:
     except UsageError as exc:
         parser.error(str(exc))  # exits 2, like argparse's own errors
     if args.database_url is not None and not args.database_url.strip():
-        print("error: --database-url is empty: give a database URL, or leave the flag out to use "
-              "DATABASE_URL or the embedded SQLite file", file=sys.stderr)
-        return EXIT_USAGE
+        return _error("error: --database-url is empty: give a database URL, or leave the flag out to use "
+                      "DATABASE_URL or the embedded SQLite file", EXIT_USAGE)
     try:
         settings = load_settings(database_url=args.database_url)
         _check_sqlite_file(settings, mode)
     except SettingsError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _error(f"config error: {exc}", exc.exit_code)
     setup_logging(settings, to_files=mode not in READ_ONLY)
     try:
         return MODES[mode](settings, args)
     except AppError as exc:
-        print(f"error: {mask(str(exc))}", file=sys.stderr)
-        return exc.exit_code
+        return _error(f"error: {mask(str(exc))}", exc.exit_code)
     except DBAPIError as exc:  # the database refused or dropped us outside the retried steps
-        print(f"error: cannot use the database {display(settings.database_url)}: {mask(first_line(exc))}",
-              file=sys.stderr)
-        return EXIT_USAGE
+        return _error(f"error: cannot use the database {display(settings.database_url)}: {mask(first_line(exc))}",
+                      EXIT_USAGE)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        return _error("interrupted", 130)
+
+
+def _error(line: str, code: int) -> int:
+    """Print an error line and return its exit code, which a closed stderr (`2>&1 | true`)
+    does not change."""
+    try:
+        print(line, file=sys.stderr)
+    except BrokenPipeError:
+        _silence(sys.__stderr__)
+    return code
 
 
 def _check_sqlite_file(settings: Settings, mode: str) -> None:

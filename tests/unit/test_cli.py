@@ -105,3 +105,35 @@ def test_a_closed_pipe_is_not_a_traceback(tmp_path):
                           stderr=subprocess.PIPE, text=True, timeout=120)
     os.close(write)
     assert done.returncode == 0 and done.stderr == ""
+
+
+@pytest.mark.parametrize("since", ["0001-01-01", "9999-12-31T23:59-05:00", "9999-12-31", "1969-12-31"])
+def test_retry_failed_since_out_of_range_is_one_line(monkeypatch, capsys, tmp_path, since):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["--retry-failed", "--since", since]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: --since {since!r}"), err
+
+
+def _shell(tmp_path, command: str):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    main = Path(__file__).resolve().parents[2] / "main.py"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SQL_CONNECTION_STRING")}
+    return subprocess.run(["bash", "-c", command.replace("MAIN", f"{sys.executable} {main}")], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_a_closed_or_full_output_is_one_line_not_a_traceback(tmp_path):
+    closed = _shell(tmp_path, "MAIN --status >&-")
+    assert closed.returncode == 0 and "Traceback" not in closed.stderr, closed.stderr
+    full = _shell(tmp_path, "MAIN --status > /dev/full")
+    assert full.returncode == 2 and full.stderr.strip() == "error: cannot write the output: No space left on device"
+
+
+def test_a_closed_pipe_keeps_an_error_exit_code(tmp_path):
+    res = _shell(tmp_path, "set -o pipefail; MAIN --ingest '' 2>&1 | true")
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr

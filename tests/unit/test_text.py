@@ -10,6 +10,9 @@ def test_printable_escapes_controls_and_reordering_characters_only():
     assert printable("a\nb\tc\rd") == "a\\nb\\tc\\rd"
     assert printable("\x1b[2J\x07\x00\x7f\x9b") == "\\x1b[2J\\x07\\x00\\x7f\\x9b"
     assert printable("x\u202ey\u2066z\u200bw\ufeff") == "x\\u202ey\\u2066z\\u200bw\\ufeff"
+    # line and paragraph separators end a line for many readers; U+061C is a direction mark
+    assert printable("a\u2028b\u2029c\u061cd") == "a\\u2028b\\u2029c\\u061cd"
+    assert printable_lines("a\u2028b") == "a\\u2028b"
 
 
 def test_printable_lines_keeps_line_breaks():
