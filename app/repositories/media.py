@@ -155,12 +155,14 @@ def set_missing(session: Session, item_ids: Sequence[int], since: datetime | Non
         session.execute(update(MediaItems).where(MediaItems.Id.in_(chunk)).values(MissingSince=since))
 
 
-def record_stats(session: Session, stamps: Sequence[tuple[int, FileStamp]]) -> None:
+def record_stats(session: Session, stamps: Sequence[tuple[int, FileStamp]], replace: bool = False) -> None:
     """Size and modification time of items detected before they were recorded (by an older
-    worker, or another application's rows): what later checks compare with."""
+    worker, or another application's rows): what later checks compare with. `replace`:
+    also over what is recorded (a file touched, its content the same)."""
     if stamps:
+        unrecorded = [] if replace else [ITEMS.c.FileSize.is_(None)]
         session.execute(
-            update(ITEMS).where(ITEMS.c.Id == bindparam("item_id"), ITEMS.c.FileSize.is_(None))
+            update(ITEMS).where(ITEMS.c.Id == bindparam("item_id"), *unrecorded)
             .values(FileSize=bindparam("size"), FileMtimeNs=bindparam("mtime")),
             [{"item_id": i, "size": st.size, "mtime": st.mtime_ns} for i, st in stamps],
         )

@@ -4,7 +4,9 @@ Detection records each file's size and modification time (app/pipeline/file_stam
 `--ingest` over files registered already, and every detection run for a slice of the
 detected items (CHANGE_CHECK_FILES, resuming where the last run stopped), stat the files
 and compare:
-- size or modification time differ: the item is queued for detection again; the
+- size or modification time differ, and the content hash too (read only when the size is
+  the same; a `touch` keeps the item as it is, with its new time recorded): the item is
+  queued for detection again; the
   re-detection compares the content hash and, when the content changed, replaces the
   photo's faces by the new ones (a user's decisions kept where a new face overlaps them:
   app/pipeline/reconcile.py) and publishes an event;
@@ -31,7 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings
 from app.db.types import utcnow
 from app.errors import first_line
-from app.pipeline.file_stamp import FileStamp, stat_stamp
+from app.pipeline.file_stamp import FileStamp, read_stamp, stat_stamp
 from app.repositories import media as media_repo
 from app.services import work_queue
 
@@ -46,6 +48,7 @@ class Changes:
     missing: list[int] = field(default_factory=list)  # gone since the last check
     back: list[int] = field(default_factory=list)  # found again
     first_stats: list[tuple[int, FileStamp]] = field(default_factory=list)  # nothing recorded yet
+    touched: list[tuple[int, FileStamp]] = field(default_factory=list)  # new time, same content
     missing_total: int = 0  # gone now, newly or not
 
     def add(self, other: "Changes") -> None:
@@ -54,6 +57,7 @@ class Changes:
         self.missing += other.missing
         self.back += other.back
         self.first_stats += other.first_stats
+        self.touched += other.touched
         self.missing_total += other.missing_total
 
 
@@ -81,8 +85,23 @@ def compare(rows: Iterable[media_repo.Recorded]) -> Changes:
         if r.stamp is None:
             out.first_stats.append((r.item_id, now))
         elif not r.stamp.same_stat(now):
-            out.changed.append(r.item_id)
+            if _same_content(r, now):
+                out.touched.append((r.item_id, now))
+            else:
+                out.changed.append(r.item_id)
     return out
+
+
+def _same_content(r: media_repo.Recorded, now: FileStamp) -> bool:
+    """A file of the same size whose hash is the one recorded was only touched (a `touch`,
+    a copy keeping the bytes): detecting it again would only churn its automatic faces.
+    The hash reads ~128 KiB, and only for a file whose size did not change."""
+    if r.stamp is None or r.stamp.content_hash is None or r.stamp.size != now.size:
+        return False
+    try:
+        return read_stamp(r.file_path).content_hash == r.stamp.content_hash
+    except OSError:
+        return False
 
 
 def store(session: Session, changes: Changes) -> int:
@@ -90,6 +109,7 @@ def store(session: Session, changes: Changes) -> int:
     media_repo.set_missing(session, changes.missing, utcnow())
     media_repo.set_missing(session, changes.back, None)
     media_repo.record_stats(session, changes.first_stats)
+    media_repo.record_stats(session, changes.touched, replace=True)
     return media_repo.requeue(session, changes.changed)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from app.config import load_settings
 from app.db.engine import make_engine, session_factory
@@ -303,4 +303,28 @@ def test_a_users_face_still_there_after_a_change_stays_the_users(cli, db_url, tm
             assert (now.PersonId, now.AssignedBy, now.AssignedAt) == (person, ASSIGNED_USER, f.AssignedAt)
         assert s.get(Persons, person).Name == "Angelina Jolie"
         assert not s.scalars(select(AssignmentLog).where(AssignmentLog.Who == WHO_RECHECK)).all()
+    engine.dispose()
+
+
+def test_a_touched_photo_is_not_detected_again(cli, db_url, tmp_path, faces_dev):
+    """A new modification time over the same bytes (`touch`, a copy keeping them) is not a
+    changed photo: no re-detection, no face replaced, no event; the new time is recorded."""
+    photos = copy_images(sorted((faces_dev / "Angelina_Jolie").glob("*.jpg"))[:2], tmp_path / "photos")
+    assert cli("--ingest", str(tmp_path / "photos")).returncode == 0
+    assert cli("--all").returncode == 0
+    engine = make_engine(db_url)
+    before = {m: [(f.Id, f.PersonId, f.BoundingBox) for f in fs] for m, fs in faces_by_media(engine).items()}
+    st = photos[0].stat()
+    os.utime(photos[0], ns=(st.st_atime_ns, st.st_mtime_ns + 7_000_000_000))
+    with session_factory(engine)() as s:
+        events = s.scalar(select(func.count()).select_from(PublishEvents))
+    for command in ("--ingest", "--all"):
+        res = cli(command, str(tmp_path / "photos")) if command == "--ingest" else cli(command)
+        assert res.returncode == 0, res.stderr[-3000:]
+    assert "changed" not in cli("--ingest", str(tmp_path / "photos")).stdout
+    assert {m: [(f.Id, f.PersonId, f.BoundingBox) for f in fs] for m, fs in faces_by_media(engine).items()} == before
+    with session_factory(engine)() as s:
+        assert s.scalar(select(func.count()).select_from(PublishEvents)) == events
+    item = items_by_path(engine)[str(photos[0])]
+    assert item.FileMtimeNs == st.st_mtime_ns + 7_000_000_000
     engine.dispose()
