@@ -225,12 +225,14 @@ def _since(text: str) -> datetime:
     """--since: an ISO date or date and time; local time unless it says its offset."""
     try:
         when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(f"--since {text!r}: not an ISO date or time (e.g. 2026-12-01 or 2026-12-01T10:00)") from None
+    try:
         when = when.astimezone() if when.tzinfo is None else when
         when.astimezone(timezone.utc)  # a time the database can hold, whatever its offset
     except (ValueError, OverflowError):
-        raise UsageError(f"--since {text!r}: not an ISO date or time from 1970 to 9998 "
-                         "(e.g. 2026-12-01 or 2026-12-01T10:00)") from None
-    if not 1970 <= when.year <= 9998:
+        when = None
+    if when is None or not 1970 <= when.year <= 9998:
         raise UsageError(f"--since {text!r}: give a date from 1970 to 9998")
     return when
 
