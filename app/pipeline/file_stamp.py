@@ -19,6 +19,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 PART = 64 * 1024  # bytes hashed at each end
 
@@ -41,14 +42,21 @@ def read_stamp(path: Path | str) -> FileStamp:
     """Size, modification time and content hash of a file (raises OSError)."""
     with open(path, "rb") as f:
         st = os.fstat(f.fileno())  # the file opened, not a name that may change meanwhile
-        h = hashlib.sha256(st.st_size.to_bytes(8, "little"))
-        if st.st_size <= 2 * PART:
-            h.update(f.read())
-        else:
-            h.update(f.read(PART))
-            f.seek(-PART, os.SEEK_END)
-            h.update(f.read(PART))
-    return FileStamp(st.st_size, st.st_mtime_ns, h.hexdigest())
+        return FileStamp(st.st_size, st.st_mtime_ns, content_hash(f, st.st_size))
+
+
+def content_hash(f: BinaryIO, size: int) -> str:
+    """The hash of an open file of this size (read from the start; the position is left
+    wherever the reads end)."""
+    f.seek(0)
+    h = hashlib.sha256(size.to_bytes(8, "little"))
+    if size <= 2 * PART:
+        h.update(f.read())
+    else:
+        h.update(f.read(PART))
+        f.seek(-PART, os.SEEK_END)
+        h.update(f.read(PART))
+    return h.hexdigest()
 
 
 def content_changed(recorded: FileStamp | None, now: FileStamp | None) -> bool:

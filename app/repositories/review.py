@@ -23,18 +23,27 @@ def _decoded(media_id):
             .exists())
 
 
-def decoded_media_path(session: Session, media_id: int) -> str | None:
-    """The path of a media file the worker has decoded (None for one pending or failed)."""
-    return session.scalar(select(MediaFile.FilePath).where(MediaFile.Id == media_id, _decoded(MediaFile.Id)))
+def _recorded_hash(media_id):
+    """The content hash detection recorded for the media file (NULL: none recorded)."""
+    return (select(func.max(MediaItems.ContentHash)).where(MediaItems.MediaFileId == media_id)
+            .scalar_subquery())
 
 
-def face_source(session: Session, face_id: int) -> tuple[str, int | None] | None:
-    """(its media file's path, the frame's time in ms for a video's face) of a face whose
-    media file the worker has decoded."""
-    row = session.execute(select(MediaFile.FilePath, Faces.FrameTimeMs)
+def decoded_media_path(session: Session, media_id: int) -> tuple[str, str | None] | None:
+    """(path, recorded content hash) of a media file the worker has decoded (None for one
+    pending or failed)."""
+    row = session.execute(select(MediaFile.FilePath, _recorded_hash(MediaFile.Id))
+                          .where(MediaFile.Id == media_id, _decoded(MediaFile.Id))).first()
+    return (row[0], row[1]) if row else None
+
+
+def face_source(session: Session, face_id: int) -> tuple[str, str | None, int | None] | None:
+    """(its media file's path, its recorded content hash, the frame's time in ms for a
+    video's face) of a face whose media file the worker has decoded."""
+    row = session.execute(select(MediaFile.FilePath, _recorded_hash(MediaFile.Id), Faces.FrameTimeMs)
                           .join(MediaFile, MediaFile.Id == Faces.MediaFileId)
                           .where(Faces.Id == face_id, _decoded(MediaFile.Id))).first()
-    return (row[0], row[1]) if row else None
+    return (row[0], row[1], row[2]) if row else None
 
 
 def names_like(session: Session, text: str, limit: int) -> list[tuple[int, str]]:

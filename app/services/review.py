@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings
 from app.inference.names import FACENETS, model_name
 from app.pipeline.decode import DecodeError
+from app.pipeline.file_stamp import content_hash
 from app.pipeline.linkage import group_sums
 from app.pipeline.video import container_of, frame_at
 from app.repositories import review as rrepo
@@ -92,10 +93,12 @@ class MediaBody:
         return self.media_type.startswith("video/")
 
 
-def open_media(stored: str) -> MediaBody | None:
+def open_media(stored: str, recorded_hash: str | None = None) -> MediaBody | None:
     """The file `stored` leads to, open, when it is a regular file whose first bytes are
-    an image's or a video's; None otherwise (missing, a directory, a device, a fifo, text).
-    The checks run on the opened file, so a link changed after them cannot swap it."""
+    an image's or a video's and, when detection recorded its content hash, whose content
+    is still what the worker decoded; None otherwise (missing, a directory, a device, a
+    fifo, text, a file changed since: shown again once detected again). The checks run on
+    the opened file, so a link changed after them cannot swap it."""
     try:
         # O_NONBLOCK: opening a fifo must not hang the page (no effect on a regular file)
         fd = os.open(stored, os.O_RDONLY | os.O_NONBLOCK)
@@ -108,7 +111,7 @@ def open_media(stored: str) -> MediaBody | None:
     file = os.fdopen(fd, "rb")
     try:
         kind = media_type_of(file.read(SNIFF_BYTES))
-        if kind is not None:
+        if kind is not None and (recorded_hash is None or content_hash(file, info.st_size) == recorded_hash):
             file.seek(0)
             return MediaBody(file, info.st_size, kind)
     except OSError:
@@ -121,8 +124,8 @@ def photo_file(sessions: sessionmaker[Session], media_id: int) -> MediaBody | No
     """The photo or video a MediaFile row registers, when the worker has decoded it and it
     is still an image or a video (open_media)."""
     with sessions() as session:
-        stored = rrepo.decoded_media_path(session, media_id)
-    return open_media(stored) if stored else None
+        found = rrepo.decoded_media_path(session, media_id)
+    return open_media(*found) if found else None
 
 
 def face_picture(sessions: sessionmaker[Session], settings: Settings, face_id: int) -> MediaBody | bytes | None:
@@ -132,8 +135,8 @@ def face_picture(sessions: sessionmaker[Session], settings: Settings, face_id: i
         source = rrepo.face_source(session, face_id)
     if source is None:
         return None
-    stored, frame_ms = source
-    body = open_media(stored)
+    stored, recorded_hash, frame_ms = source
+    body = open_media(stored, recorded_hash)
     if body is None or frame_ms is None:
         return body
     body.file.close()

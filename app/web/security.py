@@ -138,13 +138,18 @@ class Hosts:
     def accepts(self, host: str | None) -> bool:
         return host is not None and (self.any or host_name(host) in self.names)
 
-    def origin_ok(self, origin: str | None) -> bool:
+    def origin_ok(self, origin: str | None, host: str | None) -> bool:
         """A POST's Origin: absent (an older client; the CSRF token still decides), or an
-        http(s) origin on an accepted host. "null" (a sandboxed page, a file) is refused."""
+        http(s) origin on a host named here or the request's own Host (so "*", which takes
+        any Host, still refuses a page of another site). "null" (a sandboxed page, a file)
+        is refused."""
         if origin is None:
             return True
         parts = urlsplit(origin)
-        return parts.scheme in ("http", "https") and bool(parts.netloc) and self.accepts(parts.netloc)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            return False
+        name = host_name(parts.netloc)
+        return name in self.names or (host is not None and name == host_name(host))
 
 
 class _Signer(TimestampSigner):

@@ -316,7 +316,7 @@ def create_app(settings: Settings, sessions: sessionmaker[Session], host: str = 
         if not hosts.accepts(host):
             raise Refused(400, f"refused: this server does not answer to Host {_shown(host)} "
                                "(add the name to WEB_ALLOWED_HOSTS)")
-        if request.method == "POST" and not hosts.origin_ok(origin):
+        if request.method == "POST" and not hosts.origin_ok(origin, host):
             raise Refused(403, f"refused: a POST from another site (Origin {_shown(origin)})")
         if has_nul(request.query_params.multi_items()):
             raise Refused(400, "refused: a NUL character in the query")

@@ -115,6 +115,27 @@ def test_a_decoded_photo_is_served_as_what_its_bytes_are(world):
     assert got.content == png.read_bytes()
 
 
+def test_a_photo_changed_since_it_was_decoded_is_not_served_until_detected_again(world, tmp_path):
+    """Detection recorded the photo's content hash; a file put in its place since (even one
+    whose first bytes are a JPEG's) is not what the worker decoded, so it is not served."""
+    from app.pipeline.file_stamp import read_stamp
+
+    client, sessions, library, faces_dev = world
+    photo = library / "gore.jpg"
+    shutil.copy(_photo(faces_dev), photo)
+    media, face = _register(sessions, photo)
+    with sessions.begin() as s:
+        s.execute(update(MediaItems).where(MediaItems.MediaFileId == media)
+                  .values(ContentHash=read_stamp(photo).content_hash))
+    assert client.get(f"/photo/{media}").status_code == 200
+    original = photo.read_bytes()
+    photo.write_bytes(original[:4] + b"root:x:0:0:root:/root:/bin/bash\n" * 10)
+    assert client.get(f"/photo/{media}").status_code == 404
+    assert client.get(f"/faces/{face}/photo").status_code == 404
+    photo.write_bytes(original)
+    assert client.get(f"/photo/{media}").status_code == 200
+
+
 def test_a_photo_not_decoded_yet_is_not_served(world):
     client, sessions, library, faces_dev = world
     photo = library / "gore.jpg"
@@ -196,6 +217,16 @@ def test_a_post_from_another_origin_is_refused(site):
         got = client.post(f"/persons/{pid}/rename", data={"name": f"Al Gore {origin[:5]}", "csrf": token},
                           headers={"origin": origin}, follow_redirects=False)
         assert got.status_code == 303 and _name(site.sessions, pid) == f"Al Gore {origin[:5]}", origin
+    # WEB_ALLOWED_HOSTS=* answers any Host, and still refuses a POST from another site
+    every = site.client(web_allowed_hosts=("*",))
+    token = _csrf(every, host="photos.example.org")
+    got = every.post(f"/persons/{pid}/rename", data={"name": "Mallory", "csrf": token},
+                     headers={"origin": "http://evil.example", "host": "photos.example.org"}, follow_redirects=False)
+    assert got.status_code == 403 and "another site" in got.text
+    got = every.post(f"/persons/{pid}/rename", data={"name": "Al Gore", "csrf": token},
+                     headers={"origin": "https://photos.example.org", "host": "photos.example.org"},
+                     follow_redirects=False)
+    assert got.status_code == 303 and _name(site.sessions, pid) == "Al Gore"
 
 
 TOKEN = "s3cret-token-0123456789"
