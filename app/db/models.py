@@ -53,6 +53,8 @@ ASSIGNED_USER = "user"
 # --recluster leaves it), until the recognition run compares its new vector with the
 # person's other faces: 'user' again, or no person (app/services/recheck.py).
 ASSIGNED_RECHECK = "recheck"
+# A user decided these faces (a face waiting for its re-check is still the user's).
+USER_DECIDED = (ASSIGNED_USER, ASSIGNED_RECHECK)
 
 
 class Base(DeclarativeBase):

@@ -7,7 +7,7 @@ from typing import Sequence
 from sqlalchemy import bindparam, case, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from app.db.models import ASSIGNED_RECHECK, ASSIGNED_USER, Faces
+from app.db.models import ASSIGNED_RECHECK, USER_DECIDED, Faces
 from app.pipeline.reconcile import StoredFace
 from app.repositories.ids import chunks
 from app.types import Box
@@ -43,7 +43,7 @@ class NewFace:
 def set_by_user(assigned_by: str | None, person_id: int | None) -> bool:
     """A user (or another application: a PersonId with no AssignedBy) decided this face;
     a refreshed one waiting for its re-check ('recheck') still counts as the user's."""
-    return assigned_by in (ASSIGNED_USER, ASSIGNED_RECHECK) or (assigned_by is None and person_id is not None)
+    return assigned_by in USER_DECIDED or (assigned_by is None and person_id is not None)
 
 
 def faces_of_media(session: Session, media_file_ids: Sequence[int]) -> dict[int, list[StoredFace]]:

@@ -19,6 +19,7 @@ from app.db.models import (
     ASSIGNED_MATCHED,
     ASSIGNED_RECHECK,
     ASSIGNED_USER,
+    USER_DECIDED,
     Faces,
     MediaFile,
     Persons,
@@ -153,7 +154,7 @@ def free_persons(session: Session) -> set[int]:
     """Persons the worker may merge: automatic, unnamed, and no face placed by a user
     (a user's face waiting for its re-check is still the user's)."""
     user_placed = select(Faces.Id).where(Faces.PersonId == Persons.Id,
-                                         Faces.AssignedBy.in_((ASSIGNED_USER, ASSIGNED_RECHECK))).exists()
+                                         Faces.AssignedBy.in_(USER_DECIDED)).exists()
     return set(session.scalars(select(Persons.Id).where(_resettable_person(), ~user_placed)).all())
 
 
@@ -245,26 +246,28 @@ def decided_vectors(session: Session, person_ids: Sequence[int], facenet: str, m
         rows = session.execute(
             select(Faces.PersonId, columns[-1])
             .where(ready, Faces.PersonId.in_(chunk),
-                   or_(Faces.AssignedBy.is_(None), Faces.AssignedBy != ASSIGNED_RECHECK))
+                   Faces.AssignedBy.is_distinct_from(ASSIGNED_RECHECK))
         )
         for person, vector in rows:
             found.setdefault(person, []).append(np.frombuffer(vector, np.float32))
     return {p: np.vstack(v) for p, v in found.items()}
 
 
-def confirm_rechecked(session: Session, face_ids: Sequence[int]) -> None:
-    """The user's decision stands: AssignedBy 'user' again, AssignedAt as the user left it."""
+def _end_recheck(session: Session, face_ids: Sequence[int], **values) -> None:
+    """Set these values on the faces still waiting for a re-check."""
     for where in id_batches(session, Faces.Id, face_ids):
         session.execute(update(Faces).where(where, Faces.AssignedBy == ASSIGNED_RECHECK)
-                        .values(AssignedBy=ASSIGNED_USER).execution_options(synchronize_session=False))
+                        .values(**values).execution_options(synchronize_session=False))
+
+
+def confirm_rechecked(session: Session, face_ids: Sequence[int]) -> None:
+    """The user's decision stands: AssignedBy 'user' again, AssignedAt as the user left it."""
+    _end_recheck(session, face_ids, AssignedBy=ASSIGNED_USER)
 
 
 def release_rechecked(session: Session, face_ids: Sequence[int], now: datetime) -> None:
     """The face is someone else now: no person, and new to the assignment step."""
-    for where in id_batches(session, Faces.Id, face_ids):
-        session.execute(update(Faces).where(where, Faces.AssignedBy == ASSIGNED_RECHECK)
-                        .values(PersonId=None, AssignedBy=None, AssignedAt=now, ConsideredAt=None)
-                        .execution_options(synchronize_session=False))
+    _end_recheck(session, face_ids, PersonId=None, AssignedBy=None, AssignedAt=now, ConsideredAt=None)
 
 
 # --- recluster ------------------------------------------------------------------------

@@ -49,16 +49,6 @@ class Changes:
     back: list[int] = field(default_factory=list)  # found again
     first_stats: list[tuple[int, FileStamp]] = field(default_factory=list)  # nothing recorded yet
     touched: list[tuple[int, FileStamp]] = field(default_factory=list)  # new time, same content
-    missing_total: int = 0  # gone now, newly or not
-
-    def add(self, other: "Changes") -> None:
-        self.checked += other.checked
-        self.changed += other.changed
-        self.missing += other.missing
-        self.back += other.back
-        self.first_stats += other.first_stats
-        self.touched += other.touched
-        self.missing_total += other.missing_total
 
 
 def compare(rows: Iterable[media_repo.Recorded]) -> Changes:
@@ -75,7 +65,6 @@ def compare(rows: Iterable[media_repo.Recorded]) -> Changes:
             log.debug("change check: cannot stat item %d (%s): %s", r.item_id, r.file_path, exc)
             continue
         if not present:
-            out.missing_total += 1
             if not r.missing:
                 out.missing.append(r.item_id)
             continue

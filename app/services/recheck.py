@@ -56,7 +56,7 @@ def recheck_refreshed(session: Session, settings: Settings, bound: float, entrie
     others = repo.decided_vectors(session, [f.person_id for f in faces if f.person_id is not None], facenet, model)
     confirmed, left = [], []
     for f in faces:
-        verdict = recheck(f.vector, others.get(f.person_id) if f.person_id is not None else None, bound)
+        verdict = recheck(f.vector, others.get(f.person_id), bound)
         name = f' "{f.person_name}"' if f.person_name else ""
         where = f"face {f.face_id} ({f.file_path}), person {f.person_id}{name}"
         if verdict.keep:
